@@ -1,0 +1,406 @@
+"""Delimited log lines → typed Arrow tables, in bulk.
+
+The hot path hands a whole block of lines to Arrow's C++ CSV tokenizer (delimiter and quote from the
+format's grammar), then types each column with Arrow compute kernels. Python looks at single lines only
+when something is off: a line with another token count, a value a kernel refuses, a block the tokenizer
+could not map one-to-one onto lines (an unbalanced quote, a stray carriage return, invalid UTF-8). Those
+take the exact slow path, line by line, and end as rows or as rejects with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from servicelogs.render.arrow import arrow_type
+from servicelogs.spec import Delimited, Field, LogFormat, Split, Token
+from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
+
+_TYPE_WORDS = {
+    INT: "an integer",
+    BIGINT: "an integer",
+    DOUBLE: "a number",
+    BOOLEAN: "a boolean",
+    TIMESTAMP: "a timestamp",
+}
+
+
+@dataclass
+class Parsed:
+    """One block's outcome: typed rows (format fields + extra_fields + line_number) and rejects."""
+
+    rows: pa.Table
+    reject_lines: list[int] = field(default_factory=list)
+    reject_raw: list[str] = field(default_factory=list)
+    reject_reasons: list[str] = field(default_factory=list)
+    extra_rows: int = 0
+    generations: Counter[str] = field(default_factory=Counter)
+
+
+class LineTokenizer:
+    """The exact, per-line tokenizer for one Delimited grammar: the slow path's ground truth.
+
+    A quoted token may contain the delimiter and backslash-escaped quotes; anything else runs to the
+    next delimiter.
+    """
+
+    def __init__(self, grammar: Delimited) -> None:
+        d, q = re.escape(grammar.delimiter), re.escape(grammar.quote)
+        self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)")
+        self._plain = re.compile(rf"[^{d}]*")
+        self._delimiter = grammar.delimiter
+        self._unescape = re.compile(r"\\(.)")
+
+    def tokens(self, line: str) -> list[str]:
+        out: list[str] = []
+        pos, end = 0, len(line)
+        while True:
+            m = self._quoted.match(line, pos)
+            if m:
+                out.append(self._unescape.sub(r"\1", m.group(1)))
+            else:
+                m = self._plain.match(line, pos)
+                out.append(m.group(0))  # type: ignore[union-attr]
+            pos = m.end()  # type: ignore[union-attr]
+            if pos >= end:
+                return out
+            pos += len(self._delimiter)
+
+
+class DelimitedParser:
+    """Parses blocks of one object's lines for one format."""
+
+    def __init__(self, fmt: LogFormat) -> None:
+        self.fmt = fmt
+        self.grammar: Delimited = fmt.grammar
+        self.declared = len(self.grammar.tokens)
+        self.tokenizer = LineTokenizer(self.grammar)
+        self.quoted_positions = [i for i, t in enumerate(self.grammar.tokens) if t.quoted]
+        self.width: int | None = None  # the object's usual token count, learnt from its first lines
+
+    # -- block level ---------------------------------------------------------------------------------
+
+    def parse_block(self, block: bytes, first_line: int) -> Parsed:
+        """Parse a block of whole lines; `first_line` is the 1-based number of its first line."""
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        if self.width is None:
+            self.width = self._usual_width(block)
+        tokens, line_numbers, slow_lines = self._fast_tokens(block, n_lines, first_line)
+        if tokens is None:
+            tokens, line_numbers, slow_lines = None, None, list(range(n_lines))
+        return self._finish(block, first_line, tokens, line_numbers, slow_lines)
+
+    def _usual_width(self, block: bytes) -> int:
+        counts: Counter[int] = Counter()
+        for raw in block[: 1 << 20].split(b"\n")[:200]:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            n = len(self.tokenizer.tokens(line)) if line else 0
+            if n >= self.grammar.min_tokens:
+                counts[n] += 1
+        return counts.most_common(1)[0][0] if counts else self.declared
+
+    def _fast_tokens(
+        self, block: bytes, n_lines: int, first_line: int
+    ) -> tuple[pa.Table | None, np.ndarray | None, list[int]]:
+        """Tokenize with Arrow's CSV reader. Returns the token table of the lines it could take, their
+        1-based line numbers, and the 0-based block offsets of the lines left to the slow path; or
+        (None, None, []) when the block does not map one-to-one onto lines."""
+        assert self.width is not None
+        names = [f"t{i}" for i in range(self.width)]
+        invalid: list[str] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append(row.text)
+            return "skip"
+
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(block),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, use_threads=False, block_size=max(len(block) + 1, 1 << 20)
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.grammar.delimiter,
+                    quote_char=self.grammar.quote,
+                    double_quote=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # invalid UTF-8, or worse: go line by line
+            return None, None, []
+
+        skipped = np.zeros(n_lines, dtype=bool)
+        slow: list[int] = []
+        pos, line_idx = 0, 0
+        for text in invalid:
+            raw = text.encode("utf-8")
+            at = block.find(raw, pos)
+            if at < 0:
+                return None, None, []
+            line_idx += block.count(b"\n", pos, at)
+            span = raw.count(b"\n") + 1
+            if line_idx + span > n_lines:
+                return None, None, []
+            skipped[line_idx : line_idx + span] = True
+            slow.extend(range(line_idx, line_idx + span))
+            pos = at + len(raw)
+            line_idx += raw.count(b"\n")
+        if table.num_rows + len(slow) != n_lines:
+            return None, None, []
+        line_numbers = np.flatnonzero(~skipped) + first_line
+
+        # A quote inside a token means the tokenizer met a quote it does not understand (an escaped one);
+        # an empty first token, an empty line. Those lines take the exact path.
+        suspect = pc.equal(table.column(0), "") if table.num_rows else None
+        for i in self.quoted_positions:
+            if i < self.width:
+                hit = pc.match_substring(table.column(i), self.grammar.quote)
+                suspect = hit if suspect is None else pc.or_(suspect, hit)
+        if suspect is not None and pc.any(suspect).as_py():
+            mask = suspect.to_numpy(zero_copy_only=False)
+            slow.extend((line_numbers[mask] - first_line).tolist())
+            keep = pc.invert(suspect)
+            table = table.filter(keep)
+            line_numbers = line_numbers[~mask]
+        return table, line_numbers, sorted(slow)
+
+    # -- from tokens to typed rows ---------------------------------------------------------------------
+
+    def _finish(
+        self, block: bytes, first_line: int, tokens: pa.Table | None, line_numbers: np.ndarray | None, slow: list[int]
+    ) -> Parsed:
+        lines_of_block: list[bytes] | None = None
+        reject_lines: list[int] = []
+        reject_raw: list[str] = []
+        reject_reasons: list[str] = []
+
+        def raw_line(offset: int) -> bytes:
+            nonlocal lines_of_block
+            if lines_of_block is None:
+                lines_of_block = block.split(b"\n")
+            return lines_of_block[offset].rstrip(b"\r")
+
+        parts: list[tuple[list[pa.Array], pa.Array, np.ndarray]] = []
+        generations: Counter[str] = Counter()
+        if tokens is not None and tokens.num_rows:
+            generations[self._generation(len(tokens.columns))] += tokens.num_rows
+            parts.append(
+                self._token_columns(
+                    [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in tokens.columns],
+                    tokens.num_rows,
+                    line_numbers,
+                )
+            )
+        if slow:
+            rows: list[list[str]] = []
+            numbers: list[int] = []
+            for offset in slow:
+                raw = raw_line(offset)
+                number = first_line + offset
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    reject_lines.append(number)
+                    reject_raw.append(raw.decode("utf-8", "backslashreplace"))
+                    reject_reasons.append(f"invalid UTF-8 at byte {e.start}")
+                    continue
+                reason = self._reason_for_shape(line)
+                if reason:
+                    reject_lines.append(number)
+                    reject_raw.append(line)
+                    reject_reasons.append(reason)
+                    continue
+                row = self.tokenizer.tokens(line)
+                rows.append(row)
+                numbers.append(number)
+                generations[self._generation(len(row))] += 1
+            if rows:
+                parts.append(self._rows_to_columns(rows, np.asarray(numbers, dtype=np.int64)))
+
+        if not parts:
+            empty = self._typed_empty()
+            return Parsed(empty, reject_lines, reject_raw, reject_reasons, 0, generations)
+
+        typed_tables = []
+        extra_rows = 0
+        for token_columns, extras, numbers in parts:
+            table, bad = self._typed(token_columns, extras, numbers)
+            for row_idx, reason in bad.items():
+                number = int(numbers[row_idx])
+                reject_lines.append(number)
+                reject_raw.append(raw_line(number - first_line).decode("utf-8", "backslashreplace"))
+                reject_reasons.append(reason)
+            extra_rows += table.num_rows - table.column("extra_fields").null_count
+            typed_tables.append(table)
+        rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]
+        if len(typed_tables) > 1:
+            rows_table = rows_table.sort_by("line_number")
+        return Parsed(rows_table, reject_lines, reject_raw, reject_reasons, extra_rows, generations)
+
+    def _generation(self, token_count: int) -> str:
+        if token_count > self.declared:
+            return f"{self.grammar.generations[-1].name}+{token_count - self.declared}"
+        return self.grammar.generation_of(token_count) or f"{token_count} fields"
+
+    def _reason_for_shape(self, line: str) -> str | None:
+        """Why a line cannot be a row at all, judged from its shape alone; None if it may be one."""
+        if not line.strip():
+            return "empty line"
+        foreign = self.fmt.explain_foreign(line)
+        if foreign:
+            return foreign
+        n = len(self.tokenizer.tokens(line))
+        if n < self.grammar.min_tokens:
+            return (
+                f"{n} fields; a {self.fmt.name} line has at least {self.grammar.min_tokens} "
+                f"(an unbalanced quote or a truncated line?)"
+            )
+        return None
+
+    def _rows_to_columns(
+        self, rows: list[list[str]], numbers: np.ndarray
+    ) -> tuple[list[pa.Array], pa.Array, np.ndarray]:
+        n_cols = min(max(len(r) for r in rows), self.declared)
+        cols = [pa.array([r[i] if i < len(r) else None for r in rows], pa.string()) for i in range(n_cols)]
+        extras = pa.array([r[self.declared :] or None for r in rows], pa.list_(pa.string()))
+        cols += [pa.nulls(len(rows), pa.string())] * (self.declared - n_cols)
+        return cols, extras, numbers
+
+    def _token_columns(
+        self, cols: list[pa.Array], n: int, numbers: np.ndarray | None
+    ) -> tuple[list[pa.Array], pa.Array, np.ndarray]:
+        assert numbers is not None
+        declared = cols[: self.declared] + [pa.nulls(n, pa.string())] * max(0, self.declared - len(cols))
+        if len(cols) > self.declared:
+            tail = cols[self.declared :]
+            k = len(tail)
+            values = pa.concat_arrays(tail).take(pa.array((np.arange(k)[None, :] * n + np.arange(n)[:, None]).ravel()))
+            extras: pa.Array = pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), values)
+        else:
+            extras = pa.nulls(n, pa.list_(pa.string()))
+        return declared, extras, numbers
+
+    def _typed_empty(self) -> pa.Table:
+        fields = [pa.field(f.name, arrow_type(f.type)) for f in self.fmt.fields]
+        fields += [pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())]
+        return pa.schema(fields).empty_table()
+
+    def _typed(
+        self, token_columns: list[pa.Array], extras: pa.Array, numbers: np.ndarray
+    ) -> tuple[pa.Table, dict[int, str]]:
+        """Type every field; rows with a value their field does not allow become rejects."""
+        bad: dict[int, str] = {}
+        arrays: list[pa.Array] = []
+        for token, raw in zip(self.grammar.tokens, token_columns, strict=True):
+            for f, values in zip(token.fields, _split(token, raw), strict=True):
+                arrays.append(_typed_field(f, values, bad))
+        arrays += [extras, pa.array(numbers, pa.int64())]
+        names = [f.name for f in self.fmt.fields] + ["extra_fields", "line_number"]
+        table = pa.Table.from_arrays(arrays, names=names)
+        if bad:
+            keep = np.ones(table.num_rows, dtype=bool)
+            keep[list(bad)] = False
+            table = table.filter(pa.array(keep))
+        return table, bad
+
+
+# -- kernels, one per split kind and per type: shared by every format -------------------------------------
+
+
+def _split(token: Token, values: pa.Array) -> list[pa.Array]:
+    if token.split is None:
+        return [values]
+    null = token.fields[0].null
+    if null is not None:
+        values = pc.if_else(pc.equal(values, null), pa.scalar(None, pa.string()), values)
+    if token.split is Split.HOST_PORT:
+        host, port = _split_once(values, ":", reverse=True)
+        return [pc.utf8_trim(host, "[]"), port]
+    if token.split is Split.HTTP_REQUEST:
+        method, rest = _split_once(values, " ", reverse=False)
+        url, protocol = _split_once(rest, " ", reverse=True)
+        # Without a protocol the last word belongs to the url (a url may hold spaces).
+        is_protocol = pc.or_kleene(pc.starts_with(protocol, "HTTP/"), pc.equal(protocol, "-"))
+        has_protocol = pc.fill_null(is_protocol, False)
+        url = pc.if_else(has_protocol, url, rest)
+        protocol = pc.if_else(has_protocol, protocol, pa.scalar(None, pa.string()))
+        return [method, url, protocol]
+    raise NotImplementedError(token.split)
+
+
+def _split_once(values: pa.Array, sep: str, reverse: bool) -> tuple[pa.Array, pa.Array]:
+    """(before, after) the first (or last) `sep`; `after` is null where there is no `sep`."""
+    parts = pc.split_pattern(values, sep, max_splits=1, reverse=reverse)
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    offsets = parts.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    flat = parts.values
+    starts = offsets[:-1]
+    valid = parts.is_valid().to_numpy(zero_copy_only=False)
+    head = flat.take(pa.array(starts, mask=~valid | (lengths < 1)))
+    tail = flat.take(pa.array(starts + 1, mask=~valid | (lengths < 2)))
+    return head, tail
+
+
+def _typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
+    if f.null is not None:
+        values = pc.if_else(pc.equal(values, f.null), pa.scalar(None, pa.string()), values)
+    if f.choices:
+        allowed = pc.fill_null(pc.is_in(values, pa.array(f.choices)), True)
+        if not pc.all(allowed).as_py():
+            for i in np.flatnonzero(~allowed.to_numpy(zero_copy_only=False)):
+                bad.setdefault(
+                    int(i), f"field {f.name!r}: {values[int(i)].as_py()!r} is not one of {', '.join(f.choices)}"
+                )
+    if f.null is None:
+        missing = values.is_null()
+        if pc.any(missing).as_py():
+            for i in np.flatnonzero(missing.to_numpy(zero_copy_only=False)):
+                bad.setdefault(int(i), f"field {f.name!r} is missing")
+    if f.type == STRING:
+        return values
+    target = arrow_type(f.type)
+    try:
+        return _convert(values, f, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Some value is not of the type: find which, reject those rows, convert the rest.
+    good: list[bool] = []
+    for i, v in enumerate(values.to_pylist()):
+        ok = v is None
+        if not ok:
+            try:
+                _convert(pa.array([v], pa.string()), f, target)
+                ok = True
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                bad.setdefault(i, f"field {f.name!r}: {v!r} is not {_TYPE_WORDS.get(f.type, f.type.name)}")
+        good.append(ok)
+    cleaned = pc.if_else(pa.array(good), values, pa.scalar(None, pa.string()))
+    return _convert(cleaned, f, target)
+
+
+def _convert(values: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
+    if f.type == TIMESTAMP and f.time_format:
+        parsed = pc.strptime(values, format=f.time_format, unit="us", error_is_null=False)
+        return parsed.cast(target) if parsed.type.tz else pc.assume_timezone(parsed, "UTC")
+    return pc.cast(values, target)
+
+
+def utc(text: str) -> datetime:
+    """An ISO 8601 'Z' timestamp as an aware datetime (for examples and tests)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)

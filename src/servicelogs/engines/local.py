@@ -1,0 +1,313 @@
+"""The local engine: one machine, a process per core, Arrow kernels on the hot path.
+
+Data flow: list the source → keep the keys of the format's layouts → group objects into batches
+(deterministic: sorted keys, bounded bytes) → each worker reads its batch's objects as blocks of lines,
+parses them in bulk, writes rows and rejects to staged Parquet files → the batch commits by rename.
+An object that cannot be read fails alone: its batch is redone without it, so none of its rows show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import queue
+import resource
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servicelogs import formats
+from servicelogs.engines.arrow_parse import DelimitedParser
+from servicelogs.engines.writer import PartitionedWriter, commit_files
+from servicelogs.errors import SourceError
+from servicelogs.render.arrow import rejects_schema, schema
+from servicelogs.sources import LocalSource, SourceObject, decompressed, line_blocks
+from servicelogs.spec import LogFormat
+from servicelogs.summary import ObjectProblem, RunSummary
+
+BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
+BATCH_OBJECTS = 2000
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a converted table and its companions live under the target folder."""
+
+    target: Path
+    table_name: str
+
+    @property
+    def table(self) -> Path:
+        return self.target / self.table_name
+
+    @property
+    def rejects(self) -> Path:
+        return self.target / f"{self.table_name}_rejects"
+
+    @property
+    def state(self) -> Path:
+        return self.target / "_servicelogs" / self.table_name
+
+    def staging(self, batch_id: str) -> Path:
+        return self.state / "staging" / batch_id
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    format_name: str
+    source: LocalSource
+    layout: Layout
+    run_id: str
+    objects: tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]  # object, key groups
+
+
+@dataclass
+class BatchResult:
+    batch_id: str = ""
+    objects_converted: int = 0
+    lines: int = 0
+    rows: int = 0
+    rejects: int = 0
+    extra_field_rows: int = 0
+    bytes_read: int = 0
+    bytes_text: int = 0
+    files: list[str] = field(default_factory=list)
+    generations: Counter[str] = field(default_factory=Counter)
+    failed: list[ObjectProblem] = field(default_factory=list)
+
+
+Progress = Callable[[int, int, int], None]  # (source bytes, text bytes, rows) since the last call
+
+
+def run(
+    fmt: LogFormat,
+    source: LocalSource,
+    target: Path,
+    *,
+    workers: int | None = None,
+    table_name: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    layout = Layout(target, table_name or fmt.name)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    summary = RunSummary(run_id, fmt.name, str(source), str(target))
+
+    wanted: list[tuple[SourceObject, tuple[tuple[str, str], ...]]] = []
+    for obj in source.list():
+        summary.objects_listed += 1
+        groups = fmt.match_key(obj.key)
+        if groups is None:
+            summary.skipped.append(
+                ObjectProblem(obj.key, f"not a {fmt.name} log object (its key matches no {fmt.name} key layout)")
+            )
+        else:
+            wanted.append((obj, tuple(sorted(groups.items()))))
+    summary.objects_skipped = len(summary.skipped)
+
+    tasks = [BatchTask(fmt.name, source, layout, run_id, batch) for batch in plan_batches(wanted)]
+    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
+        summary.objects_converted += result.objects_converted
+        summary.lines += result.lines
+        summary.rows += result.rows
+        summary.rejects += result.rejects
+        summary.extra_field_rows += result.extra_field_rows
+        summary.bytes_read += result.bytes_read
+        summary.bytes_text += result.bytes_text
+        summary.files_written += len(result.files)
+        for gen, n in result.generations.items():
+            summary.generations[gen] = summary.generations.get(gen, 0) + n
+        summary.failed += result.failed
+    summary.objects_failed = len(summary.failed)
+    summary.seconds = time.perf_counter() - started
+    summary.cpu_seconds = _cpu_seconds() - cpu_started
+    runs = layout.state / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{run_id}.json").write_text(summary.to_json())
+    return summary
+
+
+def plan_batches(
+    objects: list[tuple[SourceObject, tuple[tuple[str, str], ...]]],
+) -> Iterator[tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]]:
+    """Sorted by key, cut at BATCH_BYTES or BATCH_OBJECTS: the same listing always gives the same batches."""
+    batch: list[tuple[SourceObject, tuple[tuple[str, str], ...]]] = []
+    size = 0
+    for item in sorted(objects, key=lambda item: item[0].key):
+        if batch and (size + item[0].size > BATCH_BYTES or len(batch) >= BATCH_OBJECTS):
+            yield tuple(batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += item[0].size
+    if batch:
+        yield tuple(batch)
+
+
+def batch_id(objects: tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]) -> str:
+    """Derived from the batch's source set, so a replay writes the same file names."""
+    h = hashlib.sha256()
+    for obj, _ in objects:
+        h.update(f"{obj.key}\t{obj.size}\t{obj.etag}\n".encode())
+    return h.hexdigest()[:20]
+
+
+# -- workers -------------------------------------------------------------------------------------------
+
+_progress_queue: multiprocessing.Queue | None = None
+
+
+def _init_worker(q: multiprocessing.Queue) -> None:
+    global _progress_queue
+    _progress_queue = q
+
+
+def _execute(tasks: list[BatchTask], workers: int, progress: Progress | None) -> Iterator[BatchResult]:
+    if workers <= 1 or len(tasks) <= 1:
+        global _progress_queue
+        for task in tasks:
+            if progress:
+                _progress_queue = _CallbackQueue(progress)  # type: ignore[assignment]
+            yield convert_batch(task)
+        _progress_queue = None
+        return
+    ctx = multiprocessing.get_context("spawn")
+    q: multiprocessing.Queue = ctx.Queue()
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+        pending: set[Future[BatchResult]] = {pool.submit(convert_batch, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(q, progress)
+            for fut in done:
+                yield fut.result()
+        _drain(q, progress)
+
+
+def _drain(q: multiprocessing.Queue, progress: Progress | None) -> None:
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return
+        if progress:
+            progress(*item)
+
+
+class _CallbackQueue:
+    def __init__(self, callback: Progress) -> None:
+        self.put = lambda item: callback(*item)
+
+
+def convert_batch(task: BatchTask) -> BatchResult:
+    """Convert one batch; an object that cannot be read is dropped and the batch redone without it."""
+    fmt = formats.get(task.format_name)
+    objects = task.objects
+    failed: list[ObjectProblem] = []
+    while True:
+        result = BatchResult(batch_id=batch_id(objects), failed=failed)
+        staging = task.layout.staging(result.batch_id)
+        file_name = f"part-{result.batch_id}.parquet"
+        rows = PartitionedWriter(staging / "table", file_name, schema(fmt))
+        rejects = PartitionedWriter(staging / "rejects", file_name, rejects_schema())
+        try:
+            for obj, groups in objects:
+                _convert_object(fmt, task, obj, dict(groups), rows, rejects, result)
+        except SourceError as e:
+            rows.abort()
+            rejects.abort()
+            failed.append(ObjectProblem(e.key, e.reason))
+            objects = tuple(item for item in objects if item[0].key != e.key)
+            if not objects:
+                return BatchResult(failed=failed)
+            continue
+        rows.close()
+        rejects.close()
+        result.files = commit_files(staging / "table", task.layout.table)
+        result.files += commit_files(staging / "rejects", task.layout.rejects)
+        return result
+
+
+def _convert_object(
+    fmt: LogFormat,
+    task: BatchTask,
+    obj: SourceObject,
+    groups: dict[str, str],
+    rows: PartitionedWriter,
+    rejects: PartitionedWriter,
+    result: BatchResult,
+) -> None:
+    parser = DelimitedParser(fmt)
+    region = groups.get("region", UNKNOWN)
+    account = groups.get("account")
+    next_line = 1
+    counts = BatchResult()
+    with task.source.open(obj) as raw:
+        for block in line_blocks(decompressed(raw), obj.key):
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            parsed = parser.parse_block(block, next_line)
+            next_line += n_lines
+            counts.lines += n_lines
+            counts.bytes_text += len(block)
+            counts.rows += parsed.rows.num_rows
+            counts.rejects += len(parsed.reject_lines)
+            counts.extra_field_rows += parsed.extra_rows
+            counts.generations.update(parsed.generations)
+            if parsed.rows.num_rows:
+                _write_rows(fmt, parsed.rows, obj.key, account, region, task.run_id, rows)
+            if parsed.reject_lines:
+                rejects.write(
+                    "",
+                    pa.table(
+                        {
+                            "source_key": pa.repeat(obj.key, len(parsed.reject_lines)),
+                            "line_number": pa.array(parsed.reject_lines, pa.int64()),
+                            "raw_line": pa.array(parsed.reject_raw, pa.string()),
+                            "reason": pa.array(parsed.reject_reasons, pa.string()),
+                            "run_id": pa.repeat(task.run_id, len(parsed.reject_lines)),
+                        }
+                    ),
+                )
+            if _progress_queue is not None:
+                _progress_queue.put((0, len(block), parsed.rows.num_rows))
+    counts.bytes_read = obj.size
+    if _progress_queue is not None:
+        _progress_queue.put((obj.size, 0, 0))
+    # Only a fully read object counts: a SourceError above leaves `result` untouched.
+    result.objects_converted += 1
+    for name in ("lines", "bytes_text", "rows", "rejects", "extra_field_rows", "bytes_read"):
+        setattr(result, name, getattr(result, name) + getattr(counts, name))
+    result.generations.update(counts.generations)
+
+
+def _write_rows(
+    fmt: LogFormat, table: pa.Table, key: str, account: str | None, region: str, run_id: str, writer: PartitionedWriter
+) -> None:
+    n = table.num_rows
+    table = (
+        table.append_column("account_id", pa.repeat(pa.scalar(account, pa.string()), n))
+        .append_column("source_key", pa.repeat(key, n))
+        .append_column("run_id", pa.repeat(run_id, n))
+    )
+    days = pc.cast(table.column(fmt.event_time), pa.date32())
+    for day in pc.unique(days).to_pylist():
+        part = table if n == 1 or pc.count_distinct(days).as_py() == 1 else table.filter(pc.equal(days, day))
+        writer.write(_partition_path(region, day), part)
+
+
+def _partition_path(region: str, day: date) -> str:
+    return f"region={region}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

@@ -1,0 +1,111 @@
+"""Hive-partitioned Parquet output, staged out of sight and committed by rename.
+
+Files are written under a staging folder outside the table, named from the batch that produced them
+(`part-<batch id>.parquet`), and moved into the table only when the whole batch succeeded. A reader
+globbing the table therefore never sees a partial file, and a replayed batch overwrites the same names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
+BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one batch
+
+
+class PartitionedWriter:
+    """Writes one batch's rows, partition by partition, into `staging`; `commit` moves them into `table`."""
+
+    def __init__(self, staging: Path, file_name: str, schema: pa.Schema) -> None:
+        self.staging = staging
+        self.file_name = file_name
+        self.schema = schema
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}
+        self._buffered: dict[str, int] = {}
+        self.rows_written = 0
+
+    def write(self, partition: str, table: pa.Table) -> None:
+        """Append rows to `partition` (a relative path such as 'region=x/year=2024/month=01/day=02')."""
+        if not table.num_rows:
+            return
+        self._buffers.setdefault(partition, []).append(table)
+        self._buffered[partition] = self._buffered.get(partition, 0) + table.num_rows
+        if self._buffered[partition] >= ROW_GROUP_ROWS:
+            self._flush(partition)
+        while sum(self._buffered.values()) > BUFFERED_ROWS_LIMIT:
+            self._flush(max(self._buffered, key=self._buffered.__getitem__))
+
+    def _flush(self, partition: str) -> None:
+        tables = self._buffers.pop(partition, [])
+        self._buffered.pop(partition, None)
+        if not tables:
+            return
+        writer = self._writers.get(partition)
+        if writer is None:
+            path = self.staging / partition / self.file_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(
+                path, self.schema, compression="zstd", compression_level=3, write_statistics=True, use_dictionary=True
+            )
+            self._writers[partition] = writer
+        table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema)
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.rows_written += table.num_rows
+
+    def close(self) -> list[str]:
+        """Flush and close every file; returns the partitions written."""
+        for partition in list(self._buffers):
+            self._flush(partition)
+        for writer in self._writers.values():
+            writer.close()
+        return sorted(self._writers)
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            with contextlib.suppress(OSError):
+                writer.close()
+        self._writers.clear()
+        self._buffers.clear()
+        self._buffered.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def commit_files(staging: Path, table: Path) -> list[str]:
+    """Move every staged file into the table at the same relative path (atomic per file), durably."""
+    moved = []
+    for src in sorted(staging.rglob("*.parquet")):
+        rel = src.relative_to(staging)
+        dst = table / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _fsync_file(src)
+        os.replace(src, dst)
+        _fsync_dir(dst.parent)
+        moved.append(rel.as_posix())
+    shutil.rmtree(staging, ignore_errors=True)
+    return moved
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

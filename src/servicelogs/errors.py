@@ -1,0 +1,48 @@
+"""One exception hierarchy: every error servicelogs raises is a ServiceLogsError.
+
+Messages name what a user needs to find the problem: the object key, the line, the field and the value.
+`transient` marks errors worth retrying (throttling, a lost connection); everything else is terminal.
+"""
+
+from __future__ import annotations
+
+
+class ServiceLogsError(Exception):
+    """Root of every error raised by servicelogs."""
+
+    transient = False
+
+
+class UsageError(ServiceLogsError):
+    """The caller asked for something that cannot be done (unknown format, bad path, bad option)."""
+
+
+class UnknownFormatError(UsageError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown log format {name!r} (known: {', '.join(known)}){hint}")
+        self.name = name
+
+
+class SourceError(ServiceLogsError):
+    """A source object could not be listed or read as a whole (corrupt gzip, vanished object)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class FieldValueError(ServiceLogsError):
+    """One field of one line holds a value its declared type does not allow."""
+
+    def __init__(self, key: str, line_number: int, field: str, value: str, expected: str) -> None:
+        super().__init__(f"{key}:{line_number}: field {field!r}: {value!r} is not {expected}")
+        self.key, self.line_number, self.field, self.value = key, line_number, field, value
+
+
+class TargetError(ServiceLogsError):
+    """The converted table could not be written or committed."""

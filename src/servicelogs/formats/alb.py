@@ -1,0 +1,241 @@
+"""Application Load Balancer access logs.
+
+Reference: "Access log entries", Elastic Load Balancing, Application Load Balancers user guide
+(docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html).
+
+Each line is space-separated; fields that may hold spaces are double-quoted. AWS has appended fields over
+the years (the generations below); a line's token count tells which layout it uses. Column names follow
+the Athena DDL AWS publishes for ALB logs (request_verb/request_url/request_proto, client_ip/client_port),
+so existing queries keep working.
+"""
+
+from servicelogs.spec import (
+    Delimited,
+    Example,
+    Field,
+    ForeignLine,
+    Generation,
+    KeyLayout,
+    LogFormat,
+    Split,
+    Token,
+)
+from servicelogs.types import BIGINT, DOUBLE, INT, STRING, TIMESTAMP
+
+# Field generations, oldest first. The name is the token count of a line of that layout.
+GENERATIONS = (
+    Generation("20", "2016-08", "launch layout: up to chosen_cert_arn"),
+    Generation("21", "2018-03", "+ matched_rule_priority"),
+    Generation("23", "2018-07", "+ request_creation_time, actions_executed"),
+    Generation("24", "2018-07", "+ redirect_url"),
+    Generation("25", "2018-11", "+ error_reason"),
+    Generation("27", "2019-10", "+ target:port_list, target_status_code_list"),
+    Generation("29", "2020-08", "+ classification, classification_reason (desync mitigation)"),
+    Generation("30", "2024-05", "+ conn_trace_id (TID_…), the connection log's trace id"),
+    Generation("33", "2025-01", "+ transformed_host, transformed_uri, request_transform_status"),
+)
+
+SECONDS = "Seconds, with millisecond precision; -1 when the load balancer could not dispatch or the target closed the connection."
+
+
+def _one(name: str, since: str, type_=STRING, doc: str = "", quoted: bool = False, **kw) -> Token:
+    return Token(name, (Field(name, type_, doc, **kw),), since=since, quoted=quoted)
+
+
+TOKENS = (
+    _one(
+        "type",
+        "20",
+        doc="Request or connection type.",
+        null=None,
+        choices=("http", "https", "h2", "grpcs", "ws", "wss"),
+    ),
+    _one(
+        "time",
+        "20",
+        TIMESTAMP,
+        "When the load balancer generated the response (UTC); for WebSockets, when "
+        "the connection closed. The event time.",
+        null=None,
+    ),
+    _one("elb", "20", doc="Resource id of the load balancer (app/name/id).", null=None),
+    Token(
+        "client:port",
+        (
+            Field("client_ip", STRING, "IP address of the requesting client (or of a proxy in front)."),
+            Field("client_port", INT, "Port of the requesting client."),
+        ),
+        since="20",
+        split=Split.HOST_PORT,
+    ),
+    Token(
+        "target:port",
+        (
+            Field(
+                "target_ip",
+                STRING,
+                "IP of the target that processed the request; null if none (Lambda, fixed response, no dispatch).",
+            ),
+            Field("target_port", INT, "Port of the target."),
+        ),
+        since="20",
+        split=Split.HOST_PORT,
+    ),
+    _one(
+        "request_processing_time", "20", DOUBLE, "Time from receiving the request to sending it to a target. " + SECONDS
+    ),
+    _one(
+        "target_processing_time",
+        "20",
+        DOUBLE,
+        "Time from sending the request to the target to the start of the response headers. " + SECONDS,
+    ),
+    _one(
+        "response_processing_time",
+        "20",
+        DOUBLE,
+        "Time from receiving the response headers from the target to sending the response to the client. " + SECONDS,
+    ),
+    _one("elb_status_code", "20", INT, "Status code of the response from the load balancer."),
+    _one("target_status_code", "20", INT, "Status code of the response from the target; null if none."),
+    _one("received_bytes", "20", BIGINT, "Size of the request received from the client, headers included."),
+    _one("sent_bytes", "20", BIGINT, "Size of the response sent to the client, headers included."),
+    Token(
+        "request",
+        (
+            Field("request_verb", STRING, "HTTP method of the request line."),
+            Field("request_url", STRING, "URL of the request line, as the client sent it (may hold spaces)."),
+            Field("request_proto", STRING, "Protocol of the request line (HTTP/1.1, HTTP/2.0); null if absent."),
+        ),
+        since="20",
+        split=Split.HTTP_REQUEST,
+        quoted=True,
+    ),
+    _one("user_agent", "20", doc="User-Agent header, up to 8 KB.", quoted=True),
+    _one("ssl_cipher", "20", doc="TLS cipher (https listeners)."),
+    _one("ssl_protocol", "20", doc="TLS protocol (https listeners)."),
+    _one("target_group_arn", "20", doc="ARN of the target group."),
+    _one("trace_id", "20", doc="Contents of the X-Amzn-Trace-Id header.", quoted=True),
+    _one("domain_name", "20", doc="SNI domain the client sent in the TLS handshake.", quoted=True),
+    _one(
+        "chosen_cert_arn", "20", doc="ARN of the certificate presented to the client, or 'session-reused'.", quoted=True
+    ),
+    _one(
+        "matched_rule_priority", "21", INT, "Priority of the rule that matched the request (0 for the default action)."
+    ),
+    _one(
+        "request_creation_time", "23", TIMESTAMP, "When the load balancer received the request from the client (UTC)."
+    ),
+    _one(
+        "actions_executed",
+        "23",
+        doc="Actions taken, comma-separated (waf, forward, redirect, authenticate, fixed-response, …).",
+        quoted=True,
+    ),
+    _one("redirect_url", "24", doc="Location header of a redirect response.", quoted=True),
+    _one("error_reason", "25", doc="Error reason code (AWS's Athena DDL calls it lambda_error_reason).", quoted=True),
+    _one(
+        "target_port_list", "27", doc="Space-separated ip:port of the targets that processed the request.", quoted=True
+    ),
+    _one("target_status_code_list", "27", doc="Space-separated status codes from those targets.", quoted=True),
+    _one("classification", "29", doc="Desync mitigation classification (Acceptable, Ambiguous, Severe).", quoted=True),
+    _one("classification_reason", "29", doc="Classification reason code.", quoted=True),
+    _one("conn_trace_id", "30", doc="Connection trace id (TID_…), joins with the connection log."),
+    _one("transformed_host", "33", doc="Host header after a host-header rewrite transform.", quoted=True),
+    _one("transformed_uri", "33", doc="URI after a URL rewrite transform.", quoted=True),
+    _one("request_transform_status", "33", doc="Status of the rewrite transform.", quoted=True),
+)
+
+_DATE = r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})"
+_NAME = r"(?P<account>\d{12})_elasticloadbalancing_(?P<region>[a-z0-9-]+)_app\.[^/]+\.log(?:\.gz)?"
+
+FORMAT = LogFormat(
+    name="alb",
+    title="Application Load Balancer access logs",
+    doc=__doc__ or "",
+    grammar=Delimited(tokens=TOKENS, generations=GENERATIONS),
+    event_time="time",
+    key_layouts=(
+        KeyLayout(
+            "aws",
+            rf"(?:^|/)AWSLogs/\d{{12}}/elasticloadbalancing/[a-z0-9-]+/{_DATE}/{_NAME}$",
+            "AWSLogs/{account}/elasticloadbalancing/{region}/{year}/{month}/{day}/"
+            "{account}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
+            "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/05/28/"
+            "123456789012_elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20240528T0815Z_198.51.100.7_2hr0hy7n.log.gz",
+        ),
+        KeyLayout(
+            "file name only",
+            rf"(?:^|/){_NAME}$",
+            "{account}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
+            "123456789012_elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20240528T0815Z_198.51.100.7_2hr0hy7n.log",
+        ),
+    ),
+    foreign_lines=(
+        ForeignLine(
+            r"^Enable AccessLog for ELB: ", "the test line ELB writes when access logging is enabled, not a request"
+        ),
+        ForeignLine(
+            r"^\d{4}-\d\d-\d\dT[\d:.]+Z \S+ \d+ \d+ (?:TLS|SSL|-)",
+            "an ALB connection log line (a separate log type), not an access log line",
+        ),
+        ForeignLine(r"^tls \d+\.\d+ ", "a Network Load Balancer TLS access log line, not an ALB access log line"),
+        ForeignLine(
+            r"^\d{4}-\d\d-\d\dT[\d:.]+Z \S+ \S+:\d+ ",
+            "a Classic Load Balancer (ELB) access log line, not an ALB access log line",
+        ),
+    ),
+    examples=(
+        Example(
+            "http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 "
+            '0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - '
+            "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+            '"Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2018-07-02T22:22:48.364000Z "forward" "-" "-" '
+            '"10.0.0.1:80" "200" "-" "-"',
+            {
+                "type": "http",
+                "time": "2018-07-02T22:23:00.186641Z",
+                "client_ip": "192.168.131.39",
+                "client_port": 2817,
+                "target_ip": "10.0.0.1",
+                "target_port": 80,
+                "request_processing_time": 0.0,
+                "target_processing_time": 0.001,
+                "elb_status_code": 200,
+                "target_status_code": 200,
+                "received_bytes": 34,
+                "sent_bytes": 366,
+                "request_verb": "GET",
+                "request_url": "http://www.example.com:80/",
+                "request_proto": "HTTP/1.1",
+                "user_agent": "curl/7.46.0",
+                "ssl_cipher": None,
+                "domain_name": None,
+                "matched_rule_priority": 0,
+                "request_creation_time": "2018-07-02T22:22:48.364Z",
+                "actions_executed": "forward",
+                "target_port_list": "10.0.0.1:80",
+                "target_status_code_list": "200",
+                "classification": None,
+                "conn_trace_id": None,
+            },
+            "AWS ALB user guide, access log entry examples (HTTP entry), 29-field layout",
+        ),
+        Example(
+            "http 2018-11-30T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 - 0.000 "
+            '0.001 0.000 502 - 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - '
+            "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+            '"Root=1-58337364-23a8c76965a2ef7629b185e3" "-" "-" 0 2018-11-30T22:22:48.364000Z "forward" "-" '
+            '"LambdaInvalidResponse" "-" "-" "-" "-"',
+            {
+                "target_ip": None,
+                "target_port": None,
+                "elb_status_code": 502,
+                "target_status_code": None,
+                "error_reason": "LambdaInvalidResponse",
+                "target_port_list": None,
+            },
+            "AWS ALB user guide, access log entry examples (Lambda failed entry)",
+        ),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Renderers: neutral declarations → engine and catalog types (Arrow, Hive/Glue, DuckDB, Spark)."""

@@ -1,0 +1,206 @@
+"""The declaration types: a log format is data, written once in `servicelogs.formats.<name>`.
+
+A `LogFormat` says how a line is split into tokens (its grammar), which typed fields each token yields,
+which field generations AWS has shipped, how region/account/date come out of an object key, which field
+is the event time, and real example lines with their expected typed values. Engines (local, Spark) and
+catalogs (embedded DuckDB, Glue) read these declarations; none of them names a format.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from servicelogs.types import BIGINT, STRING, STRING_LIST, Type
+
+
+@dataclass(frozen=True)
+class Field:
+    """One typed output column.
+
+    `null` is the token AWS writes for "no value" (None: the field always has a value, and a line
+    without one is rejected). `choices` limits a field to documented values. `time_format` is a strptime
+    pattern for timestamps that are not ISO 8601.
+    """
+
+    name: str
+    type: Type = STRING
+    doc: str = ""
+    null: str | None = "-"
+    choices: tuple[str, ...] = ()
+    time_format: str | None = None
+
+
+class Split(enum.Enum):
+    """How one token becomes several fields. Engines implement each kind once, for every format."""
+
+    HOST_PORT = "host_port"
+    """`ip:port`, `[ipv6]:port` or `ipv6:port` → (ip, port); the null token → both null."""
+
+    HTTP_REQUEST = "http_request"
+    """`METHOD url PROTOCOL` → (method, url, protocol); the url may hold spaces, the protocol may be absent."""
+
+
+@dataclass(frozen=True)
+class Token:
+    """One position in a line. `since` names the field generation that added it."""
+
+    name: str
+    fields: tuple[Field, ...]
+    since: str
+    split: Split | None = None
+    quoted: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.fields) > 1 and self.split is None:
+            raise ValueError(f"token {self.name!r} yields several fields but declares no split")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A field layout AWS has shipped: its name (by convention the token count) and when it appeared."""
+
+    name: str
+    appeared: str
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Delimited:
+    """A line is tokens separated by one delimiter; a quoted token may hold the delimiter.
+
+    Generations append tokens at the end, so a line's token count tells its generation. Tokens past the
+    last declared one are fields AWS added after this declaration: they are kept in `extra_fields` and
+    counted, never rejected.
+    """
+
+    tokens: tuple[Token, ...]
+    generations: tuple[Generation, ...]
+    delimiter: str = " "
+    quote: str = '"'
+
+    @cached_property
+    def min_tokens(self) -> int:
+        first = self.generations[0].name
+        return sum(1 for t in self.tokens if t.since == first)
+
+    def generation_of(self, token_count: int) -> str | None:
+        """The generation whose layout has exactly `token_count` tokens, if any."""
+        seen = 0
+        for gen in self.generations:
+            seen += sum(1 for t in self.tokens if t.since == gen.name)
+            if seen == token_count:
+                return gen.name
+        return None
+
+
+Grammar = Delimited
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """How an object key names its log: a regex with named groups among account, region, year, month,
+    day (and any others), and a `template` that renders such a key (for the demo and the benchmarks)."""
+
+    name: str
+    pattern: str
+    template: str
+    example: str
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+
+@dataclass(frozen=True)
+class ForeignLine:
+    """A line that is not a record of this format but is known to turn up in its objects."""
+
+    pattern: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """A real line and the typed values it must give. `source` says where the line was published."""
+
+    line: str
+    expected: Mapping[str, Any]
+    source: str
+
+
+# Columns every converted table has besides the format's own fields. Partition columns live in the
+# directory names (Hive style), not inside the Parquet files.
+EXTRA_FIELDS = Field(
+    "extra_fields",
+    STRING_LIST,
+    "Values after the last declared token: fields AWS appended after this declaration. Null when the line has none.",
+    null=None,
+)
+KEY_FIELDS = (Field("account_id", STRING, "AWS account id, from the object key.", null=None),)
+LINEAGE_FIELDS = (
+    Field("source_key", STRING, "Key of the source object, relative to the source root.", null=None),
+    Field("line_number", BIGINT, "1-based line number in the (decompressed) source object.", null=None),
+    Field("run_id", STRING, "Id of the run that converted the line.", null=None),
+)
+REJECT_FIELDS = (
+    Field("source_key", STRING, null=None),
+    Field("line_number", BIGINT, null=None),
+    Field("raw_line", STRING, "The line as written; undecodable bytes as \\x escapes.", null=None),
+    Field("reason", STRING, "Why the line is not a row: names the field and the value.", null=None),
+    Field("run_id", STRING, null=None),
+)
+PARTITION_FIELDS = (
+    Field("region", STRING, "AWS region, from the object key.", null=None),
+    Field("year", STRING, "Event year (UTC), four digits.", null=None),
+    Field("month", STRING, "Event month (UTC), two digits.", null=None),
+    Field("day", STRING, "Event day (UTC), two digits.", null=None),
+)
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """Everything servicelogs knows about one AWS log type."""
+
+    name: str
+    title: str
+    doc: str
+    grammar: Grammar
+    event_time: str
+    key_layouts: tuple[KeyLayout, ...]
+    foreign_lines: tuple[ForeignLine, ...] = ()
+    examples: tuple[Example, ...] = field(default=(), repr=False)
+
+    @cached_property
+    def fields(self) -> tuple[Field, ...]:
+        """The format's own fields, in line order: the union of every generation."""
+        return tuple(f for token in self.grammar.tokens for f in token.fields)
+
+    @cached_property
+    def columns(self) -> tuple[Field, ...]:
+        """Every column of a converted Parquet file, in order (partition columns excluded)."""
+        return (*self.fields, EXTRA_FIELDS, *KEY_FIELDS, *LINEAGE_FIELDS)
+
+    def field(self, name: str) -> Field:
+        for f in self.columns:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def match_key(self, key: str) -> dict[str, str] | None:
+        """The named groups of the first key layout that matches `key`, or None for a non-log key."""
+        for layout in self.key_layouts:
+            m = layout.regex.search(key)
+            if m:
+                return {k: v for k, v in m.groupdict().items() if v is not None}
+        return None
+
+    def explain_foreign(self, line: str) -> str | None:
+        for foreign in self.foreign_lines:
+            if re.search(foreign.pattern, line):
+                return foreign.reason
+        return None

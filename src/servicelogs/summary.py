@@ -1,0 +1,70 @@
+"""The run summary: what a conversion read, wrote, rejected and skipped."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class ObjectProblem:
+    key: str
+    reason: str
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    format: str
+    source: str
+    target: str
+    objects_listed: int = 0
+    objects_converted: int = 0
+    objects_skipped: int = 0
+    objects_failed: int = 0
+    lines: int = 0
+    rows: int = 0
+    rejects: int = 0
+    extra_field_rows: int = 0
+    bytes_read: int = 0
+    bytes_text: int = 0
+    files_written: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    generations: dict[str, int] = field(default_factory=dict)
+    skipped: list[ObjectProblem] = field(default_factory=list)
+    failed: list[ObjectProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.objects_failed == 0
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes_text / 1e6 / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mb_per_second"] = round(self.mb_per_second, 2)
+        d["ok"] = self.ok
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def text(self) -> str:
+        lines = [
+            f"run {self.run_id}: {self.format} {self.source} -> {self.target}",
+            f"  objects: {self.objects_listed} listed, {self.objects_converted} converted, "
+            f"{self.objects_skipped} skipped, {self.objects_failed} failed",
+            f"  lines:   {self.lines} = {self.rows} rows + {self.rejects} rejects"
+            f" ({self.extra_field_rows} rows with extra fields)",
+            f"  bytes:   {self.bytes_read / 1e6:.1f} MB read, {self.bytes_text / 1e6:.1f} MB of log text, "
+            f"{self.files_written} files written",
+            f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",
+        ]
+        lines += [f"  skipped: {p.key}: {p.reason}" for p in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"  skipped: … and {len(self.skipped) - 20} more (see the JSON summary)")
+        lines += [f"  FAILED:  {p.key}: {p.reason}" for p in self.failed]
+        return "\n".join(lines)
