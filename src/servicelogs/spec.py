@@ -103,8 +103,8 @@ Grammar = Delimited
 
 @dataclass(frozen=True)
 class KeyLayout:
-    """How an object key names its log: a regex with named groups among account, region, year, month,
-    day (and any others), and a `template` that renders such a key (for the demo and the benchmarks)."""
+    """How an object key names its log: a regex whose named groups give the format's key fields (such as
+    account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks)."""
 
     name: str
     pattern: str
@@ -141,7 +141,7 @@ EXTRA_FIELDS = Field(
     "Values after the last declared token: fields AWS appended after this declaration. Null when the line has none.",
     null=None,
 )
-KEY_FIELDS = (Field("account_id", STRING, "AWS account id, from the object key.", null=None),)
+ACCOUNT_ID = Field("account_id", STRING, "AWS account id, from the object key.")
 LINEAGE_FIELDS = (
     Field("source_key", STRING, "Key of the source object, relative to the source root.", null=None),
     Field("line_number", BIGINT, "1-based line number in the (decompressed) source object.", null=None),
@@ -154,12 +154,13 @@ REJECT_FIELDS = (
     Field("reason", STRING, "Why the line is not a row: names the field and the value.", null=None),
     Field("run_id", STRING, null=None),
 )
-PARTITION_FIELDS = (
-    Field("region", STRING, "AWS region, from the object key.", null=None),
-    Field("year", STRING, "Event year (UTC), four digits.", null=None),
-    Field("month", STRING, "Event month (UTC), two digits.", null=None),
-    Field("day", STRING, "Event day (UTC), two digits.", null=None),
-)
+PARTITION_FIELDS = {
+    "region": Field("region", STRING, "AWS region, from the object key ('unknown' when the key has none).", null=None),
+    "year": Field("year", STRING, "Event year (UTC), four digits.", null=None),
+    "month": Field("month", STRING, "Event month (UTC), two digits.", null=None),
+    "day": Field("day", STRING, "Event day (UTC), two digits.", null=None),
+}
+DEFAULT_PARTITIONS = ("region", "year", "month", "day")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ class LogFormat:
     key_layouts: tuple[KeyLayout, ...]
     foreign_lines: tuple[ForeignLine, ...] = ()
     examples: tuple[Example, ...] = field(default=(), repr=False)
+    key_fields: tuple[Field, ...] = (ACCOUNT_ID,)
+    """Columns taken from the object key: each is the key layout's regex group of the same name."""
+    partitions: tuple[str, ...] = DEFAULT_PARTITIONS
+    """Hive partition columns, outermost first, among PARTITION_FIELDS."""
 
     @cached_property
     def fields(self) -> tuple[Field, ...]:
@@ -183,7 +188,11 @@ class LogFormat:
     @cached_property
     def columns(self) -> tuple[Field, ...]:
         """Every column of a converted Parquet file, in order (partition columns excluded)."""
-        return (*self.fields, EXTRA_FIELDS, *KEY_FIELDS, *LINEAGE_FIELDS)
+        return (*self.fields, EXTRA_FIELDS, *self.key_fields, *LINEAGE_FIELDS)
+
+    @cached_property
+    def partition_fields(self) -> tuple[Field, ...]:
+        return tuple(PARTITION_FIELDS[name] for name in self.partitions)
 
     def field(self, name: str) -> Field:
         for f in self.columns:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from servicelogs.render.arrow import arrow_type
+from servicelogs.sources import line_blocks
 from servicelogs.spec import Delimited, Field, LogFormat, Split, Token
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
 
@@ -34,9 +37,13 @@ _TYPE_WORDS = {
 
 @dataclass
 class Parsed:
-    """One block's outcome: typed rows (format fields + extra_fields + line_number) and rejects."""
+    """One block's outcome: typed rows (format fields + extra_fields + line_number) and rejects.
+
+    `lines` and `text_bytes` count what the block held (every line is a row or a reject)."""
 
     rows: pa.Table
+    lines: int = 0
+    text_bytes: int = 0
     reject_lines: list[int] = field(default_factory=list)
     reject_raw: list[str] = field(default_factory=list)
     reject_reasons: list[str] = field(default_factory=list)
@@ -75,7 +82,7 @@ class LineTokenizer:
 
 
 class DelimitedParser:
-    """Parses blocks of one object's lines for one format."""
+    """Parses one object's lines for one format with a Delimited grammar."""
 
     def __init__(self, fmt: LogFormat) -> None:
         self.fmt = fmt
@@ -84,6 +91,14 @@ class DelimitedParser:
         self.tokenizer = LineTokenizer(self.grammar)
         self.quoted_positions = [i for i, t in enumerate(self.grammar.tokens) if t.quoted]
         self.width: int | None = None  # the object's usual token count, learnt from its first lines
+
+    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
+        """Parse a decompressed object stream, block by block (memory stays bounded by the block size)."""
+        next_line = 1
+        for block in line_blocks(stream, key):
+            parsed = self.parse_block(block, next_line)
+            next_line += parsed.lines
+            yield parsed
 
     # -- block level ---------------------------------------------------------------------------------
 
@@ -95,7 +110,9 @@ class DelimitedParser:
         tokens, line_numbers, slow_lines = self._fast_tokens(block, n_lines, first_line)
         if tokens is None:
             tokens, line_numbers, slow_lines = None, None, list(range(n_lines))
-        return self._finish(block, first_line, tokens, line_numbers, slow_lines)
+        parsed = self._finish(block, first_line, tokens, line_numbers, slow_lines)
+        parsed.lines, parsed.text_bytes = n_lines, len(block)
+        return parsed
 
     def _usual_width(self, block: bytes) -> int:
         counts: Counter[int] = Counter()
@@ -233,7 +250,7 @@ class DelimitedParser:
 
         if not parts:
             empty = self._typed_empty()
-            return Parsed(empty, reject_lines, reject_raw, reject_reasons, 0, generations)
+            return Parsed(empty, 0, 0, reject_lines, reject_raw, reject_reasons, 0, generations)
 
         typed_tables = []
         extra_rows = 0
@@ -249,7 +266,7 @@ class DelimitedParser:
         rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]
         if len(typed_tables) > 1:
             rows_table = rows_table.sort_by("line_number")
-        return Parsed(rows_table, reject_lines, reject_raw, reject_reasons, extra_rows, generations)
+        return Parsed(rows_table, 0, 0, reject_lines, reject_raw, reject_reasons, extra_rows, generations)
 
     def _generation(self, token_count: int) -> str:
         if token_count > self.declared:

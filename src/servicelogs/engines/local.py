@@ -26,17 +26,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs import formats
-from servicelogs.engines.arrow_parse import DelimitedParser
+from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
 from servicelogs.engines.writer import PartitionedWriter, commit_files
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import rejects_schema, schema
-from servicelogs.sources import LocalSource, SourceObject, decompressed, line_blocks
-from servicelogs.spec import LogFormat
+from servicelogs.sources import LocalSource, SourceObject, decompressed
+from servicelogs.spec import Delimited, LogFormat
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
 BATCH_OBJECTS = 2000
 UNKNOWN = "unknown"
+
+# Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
+# offers parse(stream, key) -> Iterator[Parsed].
+PARSERS: dict[type, Callable[[LogFormat], DelimitedParser]] = {Delimited: DelimitedParser}
+
+
+def parser_for(fmt: LogFormat) -> DelimitedParser:
+    return PARSERS[type(fmt.grammar)](fmt)
 
 
 @dataclass(frozen=True)
@@ -245,39 +253,21 @@ def _convert_object(
     rejects: PartitionedWriter,
     result: BatchResult,
 ) -> None:
-    parser = DelimitedParser(fmt)
-    region = groups.get("region", UNKNOWN)
-    account = groups.get("account")
-    next_line = 1
     counts = BatchResult()
     with task.source.open(obj) as raw:
-        for block in line_blocks(decompressed(raw), obj.key):
-            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            parsed = parser.parse_block(block, next_line)
-            next_line += n_lines
-            counts.lines += n_lines
-            counts.bytes_text += len(block)
+        for parsed in parser_for(fmt).parse(decompressed(raw), obj.key):
+            counts.lines += parsed.lines
+            counts.bytes_text += parsed.text_bytes
             counts.rows += parsed.rows.num_rows
             counts.rejects += len(parsed.reject_lines)
             counts.extra_field_rows += parsed.extra_rows
             counts.generations.update(parsed.generations)
             if parsed.rows.num_rows:
-                _write_rows(fmt, parsed.rows, obj.key, account, region, task.run_id, rows)
+                _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
             if parsed.reject_lines:
-                rejects.write(
-                    "",
-                    pa.table(
-                        {
-                            "source_key": pa.repeat(obj.key, len(parsed.reject_lines)),
-                            "line_number": pa.array(parsed.reject_lines, pa.int64()),
-                            "raw_line": pa.array(parsed.reject_raw, pa.string()),
-                            "reason": pa.array(parsed.reject_reasons, pa.string()),
-                            "run_id": pa.repeat(task.run_id, len(parsed.reject_lines)),
-                        }
-                    ),
-                )
+                rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
             if _progress_queue is not None:
-                _progress_queue.put((0, len(block), parsed.rows.num_rows))
+                _progress_queue.put((0, parsed.text_bytes, parsed.rows.num_rows))
     counts.bytes_read = obj.size
     if _progress_queue is not None:
         _progress_queue.put((obj.size, 0, 0))
@@ -288,23 +278,41 @@ def _convert_object(
     result.generations.update(counts.generations)
 
 
+def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:
+    n = len(parsed.reject_lines)
+    return pa.table(
+        {
+            "source_key": pa.repeat(key, n),
+            "line_number": pa.array(parsed.reject_lines, pa.int64()),
+            "raw_line": pa.array(parsed.reject_raw, pa.string()),
+            "reason": pa.array(parsed.reject_reasons, pa.string()),
+            "run_id": pa.repeat(run_id, n),
+        }
+    )
+
+
 def _write_rows(
-    fmt: LogFormat, table: pa.Table, key: str, account: str | None, region: str, run_id: str, writer: PartitionedWriter
+    fmt: LogFormat, table: pa.Table, key: str, groups: dict[str, str], run_id: str, writer: PartitionedWriter
 ) -> None:
     n = table.num_rows
-    table = (
-        table.append_column("account_id", pa.repeat(pa.scalar(account, pa.string()), n))
-        .append_column("source_key", pa.repeat(key, n))
-        .append_column("run_id", pa.repeat(run_id, n))
-    )
+    for f in fmt.key_fields:
+        table = table.append_column(f.name, pa.repeat(pa.scalar(groups.get(f.name), pa.string()), n))
+    table = table.append_column("source_key", pa.repeat(key, n)).append_column("run_id", pa.repeat(run_id, n))
     days = pc.cast(table.column(fmt.event_time), pa.date32())
-    for day in pc.unique(days).to_pylist():
-        part = table if n == 1 or pc.count_distinct(days).as_py() == 1 else table.filter(pc.equal(days, day))
-        writer.write(_partition_path(region, day), part)
+    unique_days = pc.unique(days).to_pylist()
+    for day in unique_days:
+        part = table if len(unique_days) == 1 else table.filter(pc.equal(days, day))
+        writer.write(_partition_path(fmt, groups, day), part)
 
 
-def _partition_path(region: str, day: date) -> str:
-    return f"region={region}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date) -> str:
+    values = {
+        "region": groups.get("region", UNKNOWN),
+        "year": f"{day.year:04d}",
+        "month": f"{day.month:02d}",
+        "day": f"{day.day:02d}",
+    }
+    return "/".join(f"{name}={values[name]}" for name in fmt.partitions)
 
 
 def _cpu_seconds() -> float:

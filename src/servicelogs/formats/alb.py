@@ -35,7 +35,10 @@ GENERATIONS = (
     Generation("33", "2025-01", "+ transformed_host, transformed_uri, request_transform_status"),
 )
 
-SECONDS = "Seconds, with millisecond precision; -1 when the load balancer could not dispatch or the target closed the connection."
+SECONDS = (
+    "Seconds, with millisecond precision; -1 when the load balancer could not dispatch the request or the target "
+    "closed the connection."
+)
 
 
 def _one(name: str, since: str, type_=STRING, doc: str = "", quoted: bool = False, **kw) -> Token:
@@ -146,8 +149,8 @@ TOKENS = (
     _one("request_transform_status", "33", doc="Status of the rewrite transform.", quoted=True),
 )
 
-_DATE = r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})"
-_NAME = r"(?P<account>\d{12})_elasticloadbalancing_(?P<region>[a-z0-9-]+)_app\.[^/]+\.log(?:\.gz)?"
+_DATE = r"\d{4}/\d{2}/\d{2}"
+_NAME = r"(?P<account_id>\d{12})_elasticloadbalancing_(?P<region>[a-z0-9-]+)_app\.[^/]+\.log(?:\.gz)?"
 
 FORMAT = LogFormat(
     name="alb",
@@ -159,15 +162,15 @@ FORMAT = LogFormat(
         KeyLayout(
             "aws",
             rf"(?:^|/)AWSLogs/\d{{12}}/elasticloadbalancing/[a-z0-9-]+/{_DATE}/{_NAME}$",
-            "AWSLogs/{account}/elasticloadbalancing/{region}/{year}/{month}/{day}/"
-            "{account}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
+            "AWSLogs/{account_id}/elasticloadbalancing/{region}/{year}/{month}/{day}/"
+            "{account_id}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
             "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/05/28/"
             "123456789012_elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20240528T0815Z_198.51.100.7_2hr0hy7n.log.gz",
         ),
         KeyLayout(
             "file name only",
             rf"(?:^|/){_NAME}$",
-            "{account}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
+            "{account_id}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
             "123456789012_elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20240528T0815Z_198.51.100.7_2hr0hy7n.log",
         ),
     ),
