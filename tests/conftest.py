@@ -1,0 +1,70 @@
+"""Shared test helpers: put objects in a source folder, convert through the real engine, read back with DuckDB."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import servicelogs
+from servicelogs.summary import RunSummary
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@dataclass
+class Converted:
+    summary: RunSummary
+    rows: list[dict]
+    rejects: list[dict]
+    target: Path
+
+
+def read_table(target: Path, table: str, partitions: tuple[str, ...]) -> list[dict]:
+    files = list((target / table).rglob("*.parquet"))
+    if not files:
+        return []
+    hive_types = ", ".join(f"'{p}': 'VARCHAR'" for p in partitions)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rel = con.sql(
+        f"SELECT * FROM read_parquet('{target / table}/**/*.parquet', hive_partitioning = true, "
+        f"hive_types = {{{hive_types}}}) ORDER BY source_key, line_number"
+    )
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def read_rejects(target: Path, table: str) -> list[dict]:
+    files = list((target / f"{table}_rejects").rglob("*.parquet"))
+    if not files:
+        return []
+    rel = duckdb.sql(
+        f"SELECT * FROM read_parquet('{target / table}_rejects/**/*.parquet') ORDER BY source_key, line_number"
+    )
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+@pytest.fixture
+def convert(tmp_path: Path):
+    """convert(fmt, {key: bytes | str}) -> Converted: writes the objects, converts them, reads the tables."""
+
+    def run(fmt: str, objects: dict[str, bytes | str], *, gzip_them: bool = False, workers: int = 1) -> Converted:
+        source = tmp_path / "source"
+        for key, content in objects.items():
+            data = content.encode() if isinstance(content, str) else content
+            if gzip_them:
+                data = gzip.compress(data)
+            path = source / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        source.mkdir(exist_ok=True)
+        target = tmp_path / "target"
+        summary = servicelogs.convert(fmt, source, target, workers=workers)
+        partitions = servicelogs.formats.get(fmt).partitions
+        return Converted(summary, read_table(target, fmt, partitions), read_rejects(target, fmt), target)
+
+    return run
