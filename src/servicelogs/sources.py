@@ -62,16 +62,19 @@ def open_source(location: str) -> LocalSource:
 def decompressed(raw: BinaryIO) -> BinaryIO:
     """The object's bytes, gunzipped when they start with the gzip magic (multi-member gzip included)."""
     head = raw.read(2)
-    rest = io.BufferedReader(_Prepend(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type]
+    if raw.seekable():
+        raw.seek(0)
+    else:
+        raw = io.BufferedReader(_Prepend(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type,assignment]
     if head == GZIP_MAGIC:
         from isal import igzip
 
-        return igzip.IGzipFile(fileobj=rest, mode="rb")  # type: ignore[return-value]
-    return rest  # type: ignore[return-value]
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
 
 
 class _Prepend(io.RawIOBase):
-    """A raw stream that first returns `head`, then the rest of `raw`."""
+    """A raw stream that first returns `head`, then the rest of `raw` (for streams that cannot seek)."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         self._head, self._raw = head, raw
@@ -110,14 +113,9 @@ def line_blocks(stream: BinaryIO, key: str, block_size: int = 8 << 20) -> Iterat
             if carry:
                 yield carry
             return
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            carry = data
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:  # a line longer than a block: keep reading
+            carry += chunk
             continue
-        if cut < len(data):
-            carry = data[cut:]
-            yield data[:cut]
-        else:
-            carry = b""
-            yield data
+        yield carry + chunk[:cut] if carry else (chunk if cut == len(chunk) else chunk[:cut])
+        carry = chunk[cut:]

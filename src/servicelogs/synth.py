@@ -1,0 +1,110 @@
+"""Realistic synthetic corpora, made from real log lines: for the demo and the benchmarks.
+
+Real lines are the templates. Each generated object gets a key from the format's key layout template, and
+each line is a template line with its ISO 8601 timestamps moved to the object's day and its IPv4
+addresses and long hex ids drawn at random, so the text compresses like real logs and the rows spread
+over regions and days. Nothing here knows a format: the key layout and the template lines say it all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from servicelogs.spec import LogFormat
+
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_HEX_ID = re.compile(r"(?<![0-9a-f])(?=[0-9]*[a-f])[0-9a-f]{12,}(?![0-9a-f])")
+
+
+@dataclass
+class Corpus:
+    objects: int = 0
+    text_bytes: int = 0
+    stored_bytes: int = 0
+    lines: int = 0
+
+
+class _Fill(dict):
+    """Key template values: the known ones, and a random token for any other placeholder."""
+
+    def __init__(self, rng: random.Random, **known: str) -> None:
+        super().__init__(known)
+        self.rng = rng
+
+    def __missing__(self, name: str) -> str:
+        if name == "ip":
+            return ".".join(str(self.rng.randint(1, 254)) for _ in range(4))
+        return "".join(self.rng.choices(string.ascii_lowercase + string.digits, k=8))
+
+
+def _mutate(line: str, day: date, rng: random.Random) -> str:
+    def time_of_day(_: re.Match[str]) -> str:
+        s = rng.randrange(86400)
+        return f"{day.isoformat()}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{rng.randrange(10**6):06d}Z"
+
+    line = _ISO_TIME.sub(time_of_day, line)
+    line = _IPV4.sub(lambda _: f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}."
+                               f"{rng.randint(1, 254)}", line)
+    return _HEX_ID.sub(lambda m: "".join(rng.choices("0123456789abcdef", k=len(m.group(0)))), line)
+
+
+def write_corpus(
+    fmt: LogFormat,
+    out: Path,
+    megabytes: float,
+    template_lines: Sequence[str],
+    *,
+    preamble: Sequence[str] = (),
+    object_megabytes: float = 8.0,
+    regions: Sequence[str] = ("us-east-1", "eu-west-1", "ap-southeast-2"),
+    first_day: date = date(2024, 3, 1),
+    days: int = 3,
+    seed: int = 7,
+    compress: bool = True,
+) -> Corpus:
+    """Write about `megabytes` MB of log text under `out`, in objects of about `object_megabytes` each.
+
+    `preamble` lines (a header, say) start every object. Objects are gzipped unless `compress` is False.
+    """
+    rng = random.Random(seed)
+    layout = fmt.key_layouts[0]
+    corpus = Corpus()
+    target = int(megabytes * 1e6)
+    per_object = max(1, int(object_megabytes * 1e6))
+    pools: dict[date, list[str]] = {}
+    while corpus.text_bytes < target:
+        day = first_day + timedelta(days=corpus.objects % days)
+        region = regions[(corpus.objects // days) % len(regions)]
+        pool = pools.get(day)
+        if pool is None:
+            pool = pools[day] = [_mutate(rng.choice(template_lines), day, rng) for _ in range(4000)]
+        fill = _Fill(rng, account_id="123456789012", region=region, year=f"{day.year:04d}", month=f"{day.month:02d}",
+                     day=f"{day.day:02d}", hour=f"{rng.randrange(24):02d}", minute=f"{rng.randrange(0, 60, 5):02d}")
+        key = layout.template.format_map(fill)
+        if not compress:
+            key = key.removesuffix(".gz")
+        size = min(per_object, target - corpus.text_bytes)
+        chunks = ["".join(line + "\n" for line in preamble)]
+        written = len(chunks[0])
+        while written < size:
+            batch = "\n".join(rng.choices(pool, k=256)) + "\n"
+            chunks.append(batch)
+            written += len(batch)
+        text = "".join(chunks).encode()
+        data = gzip.compress(text, compresslevel=6) if compress else text
+        path = out / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        corpus.objects += 1
+        corpus.text_bytes += len(text)
+        corpus.stored_bytes += len(data)
+        corpus.lines += text.count(b"\n")
+    return corpus
