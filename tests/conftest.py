@@ -52,8 +52,14 @@ def read_rejects(target: Path, table: str) -> list[dict]:
 def convert(tmp_path: Path):
     """convert(fmt, {key: bytes | str}) -> Converted: writes the objects, converts them, reads the tables."""
 
-    def run(fmt: str, objects: dict[str, bytes | str], *, gzip_them: bool = False, workers: int = 1) -> Converted:
-        source = tmp_path / "source"
+    calls = [0]
+
+    def run(
+        fmt: str, objects: dict[str, bytes | str], *, gzip_them: bool = False, workers: int = 1, again: bool = False
+    ) -> Converted:
+        """Each call converts into fresh folders, unless `again`: then the previous call's source and target."""
+        calls[0] += 0 if again else 1
+        source = tmp_path / f"source{calls[0]}"
         for key, content in objects.items():
             data = content.encode() if isinstance(content, str) else content
             if gzip_them:
@@ -62,7 +68,7 @@ def convert(tmp_path: Path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         source.mkdir(exist_ok=True)
-        target = tmp_path / "target"
+        target = tmp_path / f"target{calls[0]}"
         summary = servicelogs.convert(fmt, source, target, workers=workers)
         partitions = servicelogs.formats.get(fmt).partitions
         return Converted(summary, read_table(target, fmt, partitions), read_rejects(target, fmt), target)

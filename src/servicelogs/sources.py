@@ -59,9 +59,14 @@ def open_source(location: str) -> LocalSource:
     return LocalSource(location)
 
 
-def decompressed(raw: BinaryIO) -> BinaryIO:
-    """The object's bytes, gunzipped when they start with the gzip magic (multi-member gzip included)."""
+def decompressed(raw: BinaryIO, key: str) -> BinaryIO:
+    """The object's bytes, gunzipped when they start with the gzip magic (multi-member gzip included).
+
+    A key ending in .gz must hold gzip (an empty object is empty either way): anything else is a corrupt
+    object, not text to guess at."""
     head = raw.read(2)
+    if key.endswith(".gz") and head and head != GZIP_MAGIC:
+        raise SourceError(key, "not gzip: the key ends in .gz but the content does not start with the gzip magic")
     if raw.seekable():
         raw.seek(0)
     else:
@@ -107,7 +112,7 @@ def line_blocks(stream: BinaryIO, key: str, block_size: int = 8 << 20) -> Iterat
     while True:
         try:
             chunk = stream.read(block_size)
-        except (OSError, EOFError, ValueError) as e:  # isal/gzip: truncated, bad CRC, not gzip
+        except Exception as e:
             raise SourceError(key, f"cannot decompress: {e}") from e
         if not chunk:
             if carry:

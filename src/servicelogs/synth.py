@@ -51,8 +51,9 @@ def _mutate(line: str, day: date, rng: random.Random) -> str:
         return f"{day.isoformat()}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{rng.randrange(10**6):06d}Z"
 
     line = _ISO_TIME.sub(time_of_day, line)
-    line = _IPV4.sub(lambda _: f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}."
-                               f"{rng.randint(1, 254)}", line)
+    line = _IPV4.sub(
+        lambda _: f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}", line
+    )
     return _HEX_ID.sub(lambda m: "".join(rng.choices("0123456789abcdef", k=len(m.group(0)))), line)
 
 
@@ -86,8 +87,16 @@ def write_corpus(
         pool = pools.get(day)
         if pool is None:
             pool = pools[day] = [_mutate(rng.choice(template_lines), day, rng) for _ in range(4000)]
-        fill = _Fill(rng, account_id="123456789012", region=region, year=f"{day.year:04d}", month=f"{day.month:02d}",
-                     day=f"{day.day:02d}", hour=f"{rng.randrange(24):02d}", minute=f"{rng.randrange(0, 60, 5):02d}")
+        fill = _Fill(
+            rng,
+            account_id="123456789012",
+            region=region,
+            year=f"{day.year:04d}",
+            month=f"{day.month:02d}",
+            day=f"{day.day:02d}",
+            hour=f"{rng.randrange(24):02d}",
+            minute=f"{rng.randrange(0, 60, 5):02d}",
+        )
         key = layout.template.format_map(fill)
         if not compress:
             key = key.removesuffix(".gz")

@@ -144,9 +144,7 @@ class DelimitedParser:
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(data),
-                read_options=pacsv.ReadOptions(
-                    column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES
-                ),
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.grammar.delimiter,
                     quote_char=self.grammar.quote,
@@ -289,9 +287,10 @@ class DelimitedParser:
             table, bad = self._typed(token_columns, extras, numbers)
             for row_idx, reason in bad.items():
                 number = int(numbers[row_idx])
+                raw = raw_line(number - first_line).decode("utf-8", "backslashreplace")
                 reject_lines.append(number)
-                reject_raw.append(raw_line(number - first_line).decode("utf-8", "backslashreplace"))
-                reject_reasons.append(reason)
+                reject_raw.append(raw)
+                reject_reasons.append(self.fmt.explain_foreign(raw) or reason)
             extra_rows += table.num_rows - table.column("extra_fields").null_count
             typed_tables.append(table)
         rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]

@@ -255,7 +255,7 @@ def _convert_object(
 ) -> None:
     counts = BatchResult()
     with task.source.open(obj) as raw:
-        for parsed in parser_for(fmt).parse(decompressed(raw), obj.key):
+        for parsed in parser_for(fmt).parse(decompressed(raw, obj.key), obj.key):
             counts.lines += parsed.lines
             counts.bytes_text += parsed.text_bytes
             counts.rows += parsed.rows.num_rows
