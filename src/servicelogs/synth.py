@@ -61,7 +61,7 @@ def write_corpus(
     fmt: LogFormat,
     out: Path,
     megabytes: float,
-    template_lines: Sequence[str],
+    templates: Sequence[Sequence[str]],
     *,
     preamble: Sequence[str] = (),
     object_megabytes: float = 8.0,
@@ -73,20 +73,22 @@ def write_corpus(
 ) -> Corpus:
     """Write about `megabytes` MB of log text under `out`, in objects of about `object_megabytes` each.
 
-    `preamble` lines (a header, say) start every object. Objects are gzipped unless `compress` is False.
+    `templates` are groups of real lines; each object draws from one group, as a real object holds one
+    layout. `preamble` lines (a header, say) start every object. Objects are gzipped unless `compress` is False.
     """
     rng = random.Random(seed)
     layout = fmt.key_layouts[0]
     corpus = Corpus()
     target = int(megabytes * 1e6)
     per_object = max(1, int(object_megabytes * 1e6))
-    pools: dict[date, list[str]] = {}
+    pools: dict[tuple[date, int], list[str]] = {}
     while corpus.text_bytes < target:
         day = first_day + timedelta(days=corpus.objects % days)
         region = regions[(corpus.objects // days) % len(regions)]
-        pool = pools.get(day)
+        group = corpus.objects % len(templates)
+        pool = pools.get((day, group))
         if pool is None:
-            pool = pools[day] = [_mutate(rng.choice(template_lines), day, rng) for _ in range(4000)]
+            pool = pools[day, group] = [_mutate(rng.choice(templates[group]), day, rng) for _ in range(4000)]
         fill = _Fill(
             rng,
             account_id="123456789012",

@@ -240,5 +240,53 @@ FORMAT = LogFormat(
             },
             "AWS ALB user guide, access log entry examples (Lambda failed entry)",
         ),
+        Example(
+            "h2 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 10.0.1.252:48160 10.0.0.66:9000 "
+            '0.000 0.002 0.000 200 200 5 257 "GET https://10.0.2.105:773/ HTTP/2.0" "curl/7.46.0" '
+            "ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 "
+            "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+            '"Root=1-58337327-72bd00b0343d75b906739c42" "-" "-" 1 2018-07-02T22:22:48.364000Z "redirect" '
+            '"https://example.com:80/" "-" 10.0.0.66:9000 200 "-" "-"',
+            {
+                "type": "h2",
+                "request_proto": "HTTP/2.0",
+                "ssl_protocol": "TLSv1.2",
+                "matched_rule_priority": 1,
+                "actions_executed": "redirect",
+                "redirect_url": "https://example.com:80/",
+                "target_port_list": "10.0.0.66:9000",
+                "target_status_code_list": "200",
+            },
+            "AWS ALB user guide, access log entry examples (HTTP/2 entry, unquoted target lists)",
+        ),
+        Example(
+            "wss 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 10.0.0.140:44244 "
+            '10.0.0.171:8010 0.000 0.001 0.000 101 101 218 786 "GET https://10.0.0.30:443/ HTTP/1.1" "-" '
+            "ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 "
+            "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+            '"Root=1-58337364-23a8c76965a2ef7629b185e3" "-" "-" 1 2018-07-02T22:22:48.364000Z "forward" "-" "-" '
+            '10.0.0.171:8010 101 "-" "-"',
+            {"type": "wss", "elb_status_code": 101, "user_agent": None, "received_bytes": 218, "sent_bytes": 786},
+            "AWS ALB user guide, access log entry examples (secured WebSockets entry)",
+        ),
+        Example(
+            "https 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 "
+            '10.0.0.1:80 0.086 0.048 0.037 200 200 0 57 "GET https://www.example.com:443/ HTTP/1.1" '
+            '"curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 '
+            "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
+            '"Root=1-58337281-1d84f3d73c47ec4e58577259" "www.example.com" '
+            '"arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012" 1 '
+            '2018-07-02T22:22:48.364000Z "authenticate,forward" "-" "-" "10.0.0.1:80" "200" "-" "-" '
+            'TID_1234abcd5678ef90 "m.example.com" "-" "TransformSuccess"',
+            {
+                "conn_trace_id": "TID_1234abcd5678ef90",
+                "transformed_host": "m.example.com",
+                "transformed_uri": None,
+                "request_transform_status": "TransformSuccess",
+                "domain_name": "www.example.com",
+                "response_processing_time": 0.037,
+            },
+            "crowdsecurity/hub .tests/aws-alb-logs (MIT), 33-field layout with request transforms",
+        ),
     ),
 )

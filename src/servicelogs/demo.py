@@ -1,0 +1,45 @@
+"""`servicelogs demo`: a small realistic ALB corpus, converted and queried, on this machine alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from servicelogs import formats
+from servicelogs.synth import write_corpus
+
+DEMO_FORMAT = "alb"
+QUERY = """
+SELECT region, year || '-' || month || '-' || day AS day, elb_status_code,
+       count(*) AS requests, round(avg(target_processing_time), 4) AS avg_target_s, sum(sent_bytes) AS bytes_sent
+FROM read_parquet('{table}/**/*.parquet', hive_partitioning = true,
+                  hive_types = {{'region': 'VARCHAR', 'year': 'VARCHAR', 'month': 'VARCHAR', 'day': 'VARCHAR'}})
+GROUP BY ALL ORDER BY region, day, requests DESC
+LIMIT 12"""
+
+
+def run_demo(folder: str, megabytes: float = 20.0) -> int:
+    import duckdb
+
+    import servicelogs
+
+    root = Path(folder)
+    source, target = root / "source", root / "lake"
+    shutil.rmtree(root, ignore_errors=True)
+    fmt = formats.get(DEMO_FORMAT)
+    corpus = write_corpus(fmt, source, megabytes, [[e.line for e in fmt.examples]], object_megabytes=2)
+    print(
+        f"made {corpus.objects} {fmt.title} objects ({corpus.text_bytes / 1e6:.1f} MB of log text, "
+        f"{corpus.lines} lines) under {source}/AWSLogs/…\n"
+    )
+    summary = servicelogs.convert(DEMO_FORMAT, source, target)
+    print(summary.text())
+    table = target / DEMO_FORMAT
+    query = QUERY.format(table=table)
+    print(f"\nDuckDB, over the converted table:{query}\n")
+    print(duckdb.sql(query))
+    print(
+        f"Rejected lines, if any, are in {target / (DEMO_FORMAT + '_rejects')}/; the run summary is in "
+        f"{target / '_servicelogs' / DEMO_FORMAT / 'runs'}/."
+    )
+    return 0 if summary.ok else 1
