@@ -249,8 +249,7 @@ class DelimitedParser:
         generations: Counter[str] = Counter()
         for tokens, line_numbers in token_parts:
             generations[self._generation(tokens.num_columns)] += tokens.num_rows
-            columns = [c.combine_chunks() for c in tokens.columns]
-            parts.append(self._token_columns(columns, tokens.num_rows, line_numbers))
+            parts.append(self._token_columns(tokens.columns, tokens.num_rows, line_numbers))
         if slow:
             rows: list[list[str]] = []
             numbers: list[int] = []
@@ -332,11 +331,13 @@ class DelimitedParser:
         return cols, extras, numbers
 
     def _token_columns(
-        self, cols: list[pa.Array], n: int, numbers: np.ndarray
-    ) -> tuple[list[pa.Array], pa.Array, np.ndarray]:
+        self, cols: list[pa.ChunkedArray], n: int, numbers: np.ndarray
+    ) -> tuple[list[pa.Array | pa.ChunkedArray], pa.Array, np.ndarray]:
+        """Token columns as Arrow chunked them (combining costs a copy of every string), padded with nulls
+        to the declared count, and the tokens past it as one list per row."""
         declared = cols[: self.declared] + [pa.nulls(n, pa.string())] * max(0, self.declared - len(cols))
         if len(cols) > self.declared:
-            tail = cols[self.declared :]
+            tail = [c.combine_chunks() for c in cols[self.declared :]]
             k = len(tail)
             values = pa.concat_arrays(tail).take(pa.array((np.arange(k)[None, :] * n + np.arange(n)[:, None]).ravel()))
             extras: pa.Array = pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), values)
@@ -415,15 +416,15 @@ def _split(token: Token, values: pa.Array) -> list[pa.Array]:
     raise NotImplementedError(token.split)
 
 
-def _split_once(values: pa.Array, sep: str, reverse: bool) -> tuple[pa.Array, pa.Array]:
+def _split_once(values: pa.Array | pa.ChunkedArray, sep: str, reverse: bool) -> tuple[pa.Array, pa.Array]:
     """(before, after) the first (or last) `sep`; `after` is null where there is no `sep`."""
     parts = pc.split_pattern(values, sep, max_splits=1, reverse=reverse)
-    if isinstance(parts, pa.ChunkedArray):
-        parts = parts.combine_chunks()
     try:  # the usual case: every value holds `sep`
         return pc.list_element(parts, 0), pc.list_element(parts, 1)
     except (pa.ArrowInvalid, IndexError):
         pass
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
     offsets = parts.offsets.to_numpy()
     lengths = np.diff(offsets)
     flat = parts.values

@@ -1,0 +1,92 @@
+"""The plain DuckDB pipeline a user would write, rendered from a format declaration.
+
+read_csv over the raw objects with the format's delimiter and quote (every column VARCHAR, ragged rows padded,
+errors ignored), the same column names and types as servicelogs (try_cast, NULLIF of the null token, small
+regexes for ip:port and the request line), region from the file name, partitions from the event time, and
+COPY … PARTITION_BY to zstd Parquet. It is the yardstick, not a reimplementation: it drops what it cannot parse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servicelogs import formats
+from servicelogs.spec import Field, Split
+from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
+
+SQL_TYPES = {
+    STRING: "VARCHAR",
+    INT: "INTEGER",
+    BIGINT: "BIGINT",
+    DOUBLE: "DOUBLE",
+    BOOLEAN: "BOOLEAN",
+    TIMESTAMP: "TIMESTAMPTZ",
+}
+
+
+def _typed(f: Field, expr: str) -> str:
+    value = f"NULLIF({expr}, '{f.null}')" if f.null is not None else expr
+    return value if f.type == STRING else f"TRY_CAST({value} AS {SQL_TYPES[f.type]})"
+
+
+HOST, PORT = r"^\[?(.*?)\]?:[0-9]+$", r":([0-9]+)$"
+URL, PROTOCOL = r"^[^ ]+ (.*?)( HTTP/[^ ]+)?$", r" (HTTP/[^ ]+)$"
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def baseline_sql(fmt_name: str, source: Path, target: Path, threads: int) -> str:
+    fmt = formats.get(fmt_name)
+    grammar = fmt.grammar
+    columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(len(grammar.tokens)))
+    selects = []
+    for i, token in enumerate(grammar.tokens):
+        col = f"t{i}"
+        if token.split is None:
+            parts = [(token.fields[0], col)]
+        elif token.split is Split.HOST_PORT:
+            parts = list(
+                zip(
+                    token.fields,
+                    (f"regexp_extract({col}, {_q(HOST)}, 1)", f"regexp_extract({col}, {_q(PORT)}, 1)"),
+                    strict=True,
+                )
+            )
+        elif token.split is Split.HTTP_REQUEST:
+            parts = list(
+                zip(
+                    token.fields,
+                    (
+                        f"split_part({col}, ' ', 1)",
+                        f"regexp_extract({col}, {_q(URL)}, 1)",
+                        f"regexp_extract({col}, {_q(PROTOCOL)}, 1)",
+                    ),
+                    strict=True,
+                )
+            )
+        else:
+            raise NotImplementedError(token.split)
+        selects += [f"{_typed(f, expr)} AS {f.name}" for f, expr in parts]
+    layout = fmt.key_layouts[0].regex
+    region = f"regexp_extract(filename, {_q(layout.pattern)}, {layout.groupindex['region']})"
+    when = fmt.event_time
+    return f"""
+SET threads = {threads};
+COPY (
+  SELECT *, strftime({when}, '%Y') AS year, strftime({when}, '%m') AS month, strftime({when}, '%d') AS day
+  FROM (
+    SELECT {", ".join(selects)}, {region} AS region, filename AS source_key
+    FROM read_csv({_q(str(source) + "/**/*")}, delim = {_q(grammar.delimiter)}, quote = {_q(grammar.quote)},
+                  escape = {_q(grammar.quote)}, header = false, columns = {{{columns}}}, null_padding = true,
+                  strict_mode = false, ignore_errors = true, filename = true, auto_detect = false)
+  )
+) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY (region, year, month, day), COMPRESSION zstd);
+"""
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(baseline_sql(sys.argv[1], Path("SOURCE"), Path("TARGET"), 2))

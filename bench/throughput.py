@@ -1,0 +1,161 @@
+"""Throughput of `servicelogs convert` against the plain DuckDB pipeline a user would write, on one corpus.
+
+    python bench/throughput.py alb --mb 1000 [--workers 2] [--keep]
+
+Generates (once, cached under bench/out/) a corpus of real sample lines in the AWS key layout, gzipped, over
+several regions and days; then runs, each in its own process, on the same files:
+  servicelogs  `servicelogs convert FORMAT SRC DST`
+  duckdb       read_csv of the lines (the format's delimiter and quote) + typed casts + COPY … PARTITION_BY
+and prints MB/s of uncompressed log text (wall), MB per CPU-second, and peak RSS (largest process, and the
+whole process tree sampled every 50 ms). Timings are for reading, not for asserting: no test depends on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "tests" / "fixtures"
+sys.path.insert(0, str(HERE))
+
+from duckdb_baseline import baseline_sql  # noqa: E402
+
+# Template groups per format: each generated object draws its lines from one group, as a real object holds
+# one field layout. Files are the repository's own fixtures (real lines, with provenance in their README).
+TEMPLATES: dict[str, list[tuple[str, slice]]] = {
+    "alb": [
+        ("alb/coralogix-aws-shipper-elb.log.gz", slice(None)),  # a real 5-minute file, 29 fields
+        ("alb/crowdsecurity-hub-aws-alb-logs.log", slice(7, None)),  # 33 fields
+        ("alb/awsdocs-elb-application-load-balancers-user-guide-examples-history.log", slice(22, None)),  # 29
+    ],
+}
+
+
+def template_groups(fmt: str) -> list[list[str]]:
+    groups = []
+    for name, lines in TEMPLATES[fmt]:
+        path = FIXTURES / name
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        groups.append([line for line in data.decode().splitlines() if line][lines])
+    return groups
+
+
+def corpus(fmt_name: str, megabytes: float) -> Path:
+    from servicelogs import formats
+    from servicelogs.synth import write_corpus
+
+    out = HERE / "out" / f"{fmt_name}-{megabytes:g}mb"
+    done = out / ".complete"
+    if not done.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        info = write_corpus(formats.get(fmt_name), out / "source", megabytes, template_groups(fmt_name))
+        done.write_text(f"{info.objects} objects, {info.text_bytes} text bytes, {info.stored_bytes} stored bytes\n")
+    return out
+
+
+@dataclass
+class Measure:
+    wall: float
+    cpu: float
+    max_rss_mb: float
+    tree_rss_mb: float
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    stop.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {code}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measure(wall, cpu, after.ru_maxrss / 1024, peak[0] / 1024)
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident KiB of `pid` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("format", choices=sorted(TEMPLATES))
+    parser.add_argument("--mb", type=float, default=1000, help="MB of uncompressed log text to generate")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--only", choices=("servicelogs", "duckdb"))
+    args = parser.parse_args()
+
+    root = corpus(args.format, args.mb)
+    source = root / "source"
+    text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
+    print(f"corpus: {root} ({(root / '.complete').read_text().strip()})")
+    print(f"machine: {os.cpu_count()} cores; workers {args.workers}\n")
+    rows = []
+    if args.only in (None, "servicelogs"):
+        target = root / "servicelogs-target"
+        shutil.rmtree(target, ignore_errors=True)
+        exe = [sys.executable, "-m", "servicelogs"]
+        m = measure([*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"])
+        rows.append(("servicelogs convert", m))
+    if args.only in (None, "duckdb"):
+        target = root / "duckdb-target"
+        shutil.rmtree(target, ignore_errors=True)
+        script = baseline_sql(args.format, source, target, args.workers)
+        m = measure([sys.executable, "-c", f"import duckdb; duckdb.sql({script!r})"])
+        rows.append(("duckdb read_csv + COPY", m))
+
+    print(
+        f"{'pipeline':26} {'wall s':>8} {'MB/s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'max RSS MB':>11} {'tree RSS MB':>12}"
+    )
+    for name, m in rows:
+        print(
+            f"{name:26} {m.wall:8.2f} {text_mb / m.wall:8.1f} {m.cpu:8.2f} {text_mb / m.cpu:9.1f} "
+            f"{m.max_rss_mb:11.0f} {m.tree_rss_mb:12.0f}"
+        )
+    if len(rows) == 2:
+        print(f"\nservicelogs / duckdb, MB per CPU-second: {rows[1][1].cpu / rows[0][1].cpu:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
