@@ -87,9 +87,9 @@ class DelimitedParser:
     def __init__(self, fmt: LogFormat) -> None:
         self.fmt = fmt
         self.grammar: Delimited = fmt.grammar
-        self.declared = len(self.grammar.tokens)
+        self.declared = self.grammar.piece_count
         self.tokenizer = LineTokenizer(self.grammar)
-        self.quoted_positions = [i for i, t in enumerate(self.grammar.tokens) if t.quoted]
+        self.quoted_positions = _quoted_pieces(self.grammar)
         self.width: int | None = None  # the object's usual token count, learnt from its first lines
 
     def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
@@ -235,13 +235,13 @@ class DelimitedParser:
                     reject_raw.append(raw.decode("utf-8", "backslashreplace"))
                     reject_reasons.append(f"invalid UTF-8 at byte {e.start}")
                     continue
-                reason = self._reason_for_shape(line)
+                row = self._line_tokens(line)
+                reason = self._reason_for_shape(line, len(row))
                 if reason:
                     reject_lines.append(number)
                     reject_raw.append(line)
                     reject_reasons.append(reason)
                     continue
-                row = self.tokenizer.tokens(line)
                 rows.append(row)
                 numbers.append(number)
                 generations[self._generation(len(row))] += 1
@@ -273,14 +273,34 @@ class DelimitedParser:
             return f"{self.grammar.generations[-1].name}+{token_count - self.declared}"
         return self.grammar.generation_of(token_count) or f"{token_count} fields"
 
-    def _reason_for_shape(self, line: str) -> str | None:
-        """Why a line cannot be a row at all, judged from its shape alone; None if it may be one."""
+    def _line_tokens(self, line: str) -> list[str]:
+        """The exact pieces of one line: the grammar's line regex when it matches, else the tokenizer."""
+        rx = self.grammar.compiled_line_regex
+        m = rx.fullmatch(line) if rx is not None else None
+        if rx is None or m is None:
+            return self.tokenizer.tokens(line)
+        extra_group = rx.groupindex.get("extra")
+        pieces: list[str] = []
+        for i in range(1, rx.groups + 1):
+            value = m.group(i)
+            if i == extra_group:
+                continue
+            if value is None:  # an older generation: the line ends here
+                break
+            pieces.append(value)
+        extra = m.group(extra_group) if extra_group else None
+        if extra:
+            d = self.grammar.delimiter
+            pieces += self.tokenizer.tokens(extra[len(d) :] if extra.startswith(d) else extra)
+        return pieces
+
+    def _reason_for_shape(self, line: str, n: int) -> str | None:
+        """Why a line of `n` pieces cannot be a row at all, judged from its shape alone; None if it may be one."""
         if not line.strip():
             return "empty line"
         foreign = self.fmt.explain_foreign(line)
         if foreign:
             return foreign
-        n = len(self.tokenizer.tokens(line))
         if n < self.grammar.min_tokens:
             return (
                 f"{n} fields; a {self.fmt.name} line has at least {self.grammar.min_tokens} "
@@ -322,7 +342,7 @@ class DelimitedParser:
         """Type every field; rows with a value their field does not allow become rejects."""
         bad: dict[int, str] = {}
         arrays: list[pa.Array] = []
-        for token, raw in zip(self.grammar.tokens, token_columns, strict=True):
+        for token, raw in zip(self.grammar.tokens, _join_pieces(self.grammar, token_columns), strict=True):
             for f, values in zip(token.fields, _split(token, raw), strict=True):
                 arrays.append(_typed_field(f, values, bad))
         arrays += [extras, pa.array(numbers, pa.int64())]
@@ -338,6 +358,30 @@ class DelimitedParser:
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------
 
 
+def _quoted_pieces(grammar: Delimited) -> list[int]:
+    """Piece positions of the quoted tokens."""
+    out, at = [], 0
+    for t in grammar.tokens:
+        if t.quoted:
+            out.append(at)
+        at += t.pieces
+    return out
+
+
+def _join_pieces(grammar: Delimited, pieces: list[pa.Array]) -> list[pa.Array]:
+    """One column per token: a token spanning several pieces gets them back, joined by the delimiter."""
+    if len(pieces) == len(grammar.tokens):
+        return pieces
+    out, at = [], 0
+    for t in grammar.tokens:
+        if t.pieces == 1:
+            out.append(pieces[at])
+        else:
+            out.append(pc.binary_join_element_wise(*pieces[at : at + t.pieces], grammar.delimiter))
+        at += t.pieces
+    return out
+
+
 def _split(token: Token, values: pa.Array) -> list[pa.Array]:
     if token.split is None:
         return [values]
@@ -348,6 +392,8 @@ def _split(token: Token, values: pa.Array) -> list[pa.Array]:
         host, port = _split_once(values, ":", reverse=True)
         return [pc.utf8_trim(host, "[]"), port]
     if token.split is Split.HTTP_REQUEST:
+        # Non-HTTP listeners write "- - - " (with a trailing space): without it, each part is the null token.
+        values = pc.utf8_rtrim(values, " ")
         method, rest = _split_once(values, " ", reverse=False)
         url, protocol = _split_once(rest, " ", reverse=True)
         # Without a protocol the last word belongs to the url (a url may hold spaces).
