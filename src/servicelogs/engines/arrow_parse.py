@@ -180,10 +180,11 @@ class DelimitedParser:
             return None, None, []
         line_numbers = np.flatnonzero(~skipped) + first_line
 
-        # A quote inside a token means the tokenizer met a quote it does not understand (an escaped one);
+        # A quote inside a token means the tokenizer met a quote it does not understand (an escaped one, or
+        # a raw one that closed the token early and left its tail, quote included, in the next token);
         # an empty first token, an empty line. Those lines take the exact path.
         suspect = pc.equal(table.column(0), "") if table.num_rows else None
-        for i in self.quoted_positions:
+        for i in sorted({p for q in self.quoted_positions for p in (q, q + 1)}):
             if i < self.width:
                 hit = pc.match_substring(table.column(i), self.grammar.quote)
                 suspect = hit if suspect is None else pc.or_(suspect, hit)
@@ -288,6 +289,10 @@ class DelimitedParser:
             if value is None:  # an older generation: the line ends here
                 break
             pieces.append(value)
+        q = self.grammar.quote
+        for i in self.quoted_positions:  # the regex may take a quoted token with its quotes
+            if i < len(pieces) and len(pieces[i]) >= 2 and pieces[i][0] == q == pieces[i][-1]:
+                pieces[i] = pieces[i][1:-1]
         extra = m.group(extra_group) if extra_group else None
         if extra:
             d = self.grammar.delimiter
