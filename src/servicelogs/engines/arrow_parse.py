@@ -165,7 +165,7 @@ class DelimitedParser:
         pos, line_idx = 0, 0
         for text in invalid:
             raw = text.encode("utf-8")
-            at = block.find(raw, pos)
+            at = _find_line(block, raw, pos)
             if at < 0:
                 return None, None, []
             line_idx += block.count(b"\n", pos, at)
@@ -361,6 +361,19 @@ class DelimitedParser:
 
 
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------
+
+
+def _find_line(block: bytes, raw: bytes, pos: int) -> int:
+    """Where `raw` stands as a whole line in `block` from `pos` on, or -1. A bare find is not enough: a
+    truncated line is often a prefix of an earlier, whole one."""
+    while True:
+        at = block.find(raw, pos)
+        if at < 0:
+            return -1
+        end = at + len(raw)
+        if (at == 0 or block[at - 1] in b"\r\n") and (end == len(block) or block[end] in b"\r\n"):
+            return at
+        pos = at + 1
 
 
 def _quoted_pieces(grammar: Delimited) -> list[int]:
