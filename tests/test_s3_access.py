@@ -278,3 +278,26 @@ def test_every_sample_line_is_a_row(convert, path: Path):
         assert row["bucket_name"] and row["requestdatetime"].tzinfo is not None
         for name, value in ODD_ROWS.get((path.name, row["line_number"]), {}).items():
             assert row[name] == value
+
+
+@pytest.mark.parametrize("fmt", ["s3_access", "elb"])
+def test_slow_path_regex_agrees_with_the_tokenizer_on_well_formed_lines(fmt: str):
+    # Lines with no raw quote must give the same pieces on either path (the fast path tokenizes like LineTokenizer).
+    from servicelogs.engines.arrow_parse import DelimitedParser
+
+    parser = DelimitedParser(formats.get(fmt))
+    rx = parser.grammar.compiled_line_regex
+    assert rx is not None
+    lines = [
+        line
+        for path in sorted((FIXTURES / fmt).glob("*.*"))
+        if path.suffix != ".md"
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    matched = 0
+    for line in lines:
+        if rx.fullmatch(line):
+            matched += 1
+            assert parser._line_tokens(line) == parser.tokenizer.tokens(line), line
+    assert matched >= len(lines) - 2  # the fixtures' malformed lines (too short, leading spaces) do not match
