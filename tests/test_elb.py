@@ -194,3 +194,12 @@ def test_every_sample_line_is_a_row_or_an_expected_reject(convert, path: Path):
     for n, reason in expected.items():
         assert got[n].startswith(reason), got[n]
     assert sorted(r["line_number"] for r in out.rows) == sorted(set(range(1, n_lines + 1)) - set(expected))
+
+
+def test_an_alb_line_in_an_elb_object_is_a_named_reject(convert):
+    alb_line = formats.get("alb").examples[0].line
+    out = convert("elb", {KEY: DOCS + alb_line + "\n"})
+    assert out.summary.rows == 4
+    assert [(r["line_number"], r["reason"]) for r in out.rejects] == [
+        (5, "an Application Load Balancer (ALB) access log line, not a Classic Load Balancer line")
+    ]

@@ -101,6 +101,15 @@ class Delimited:
         first = self.generations[0].name
         return sum(t.pieces for t in self.tokens if t.since == first)
 
+    def fields_in(self, pieces: int) -> int:
+        """How many tokens (the fields a user counts) `pieces` pieces make, for messages."""
+        seen, tokens = 0, 0
+        for t in self.tokens:
+            if seen + t.pieces > pieces:
+                return tokens
+            seen, tokens = seen + t.pieces, tokens + 1
+        return tokens + pieces - seen
+
     @cached_property
     def piece_count(self) -> int:
         """Pieces of a line of the newest declared generation."""

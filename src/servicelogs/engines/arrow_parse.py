@@ -306,9 +306,10 @@ class DelimitedParser:
         foreign = self.fmt.explain_foreign(line)
         if foreign:
             return foreign
-        if n < self.grammar.min_tokens:
+        g = self.grammar
+        if n < g.min_tokens:
             return (
-                f"{n} fields; a {self.fmt.name} line has at least {self.grammar.min_tokens} "
+                f"{g.fields_in(n)} fields; a {self.fmt.name} line has at least {g.fields_in(g.min_tokens)} "
                 f"(an unbalanced quote or a truncated line?)"
             )
         return None
