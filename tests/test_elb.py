@@ -121,8 +121,14 @@ def test_user_agent_with_embedded_quotes_takes_the_exact_path(convert):
     # ELB does not escape a quote inside the user agent (derived from the doc's HTTPS entry).
     line = DOCS.splitlines()[1].replace('"curl/7.38.0"', '"Mozilla/5.0 "quoted" (X11)"')
     tail = DOCS.splitlines()[1].replace('"curl/7.38.0"', '"ends with a quote""')
-    out = convert("elb", {KEY: DOCS + line + "\n" + tail + "\n"})
-    assert (out.summary.rows, out.summary.rejects) == (6, 0)
+    url = DOCS.splitlines()[1].replace("https://www.example.com:443/", 'https://www.example.com:443/a"b')
+    out = convert("elb", {KEY: DOCS + line + "\n" + tail + "\n" + url + "\n"})
+    assert (out.summary.rows, out.summary.rejects) == (7, 0)
+    assert (out.rows[6]["url"], out.rows[6]["protocol"], out.rows[6]["user_agent"]) == (
+        'https://www.example.com:443/a"b',
+        "HTTP/1.1",
+        "curl/7.38.0",
+    )
     assert out.rows[4]["user_agent"] == 'Mozilla/5.0 "quoted" (X11)'
     assert out.rows[5]["user_agent"] == 'ends with a quote"'
     assert (out.rows[4]["ssl_cipher"], out.rows[4]["ssl_protocol"], out.rows[4]["extra_fields"]) == (

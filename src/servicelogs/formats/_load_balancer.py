@@ -8,8 +8,9 @@ columns as AWS's Athena DDL for that log does. Not a format (its name starts wit
 
 from __future__ import annotations
 
+from servicelogs.formats._common import one
 from servicelogs.spec import Field, ForeignLine, Split, Token
-from servicelogs.types import BIGINT, DOUBLE, INT, STRING, Type
+from servicelogs.types import BIGINT, DOUBLE, INT, STRING
 
 SECONDS = (
     "Seconds, with millisecond precision; -1 when the load balancer could not dispatch the request or the target "
@@ -21,11 +22,6 @@ DATE_PATH = r"\d{4}/\d{2}/\d{2}"
 ENABLE_ACCESS_LOG = ForeignLine(
     r"^Enable AccessLog for ELB: ", "the test line ELB writes when access logging is enabled, not a request"
 )
-
-
-def one(name: str, since: str, type_: Type = STRING, doc: str = "", quoted: bool = False, **kw) -> Token:
-    """A token that is one field of the same name."""
-    return Token(name, (Field(name, type_, doc, **kw),), since=since, quoted=quoted)
 
 
 def host_port(token: str, since: str, ip: tuple[str, str], port: tuple[str, str]) -> Token:

@@ -9,13 +9,13 @@ the Athena DDL AWS publishes for ALB logs (request_verb/request_url/request_prot
 so existing queries keep working.
 """
 
+from servicelogs.formats._common import one
 from servicelogs.formats._load_balancer import (
     DATE_PATH,
     ENABLE_ACCESS_LOG,
     byte_counts,
     host_port,
     http_request,
-    one,
     seconds,
     user_agent_and_tls,
 )

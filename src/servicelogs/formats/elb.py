@@ -12,13 +12,13 @@ unquoted fields that close the line. Column names follow the Athena DDL AWS publ
 (request_ip, backend_ip, elb_response_code, url, ...), so existing queries keep working.
 """
 
+from servicelogs.formats._common import one
 from servicelogs.formats._load_balancer import (
     DATE_PATH,
     ENABLE_ACCESS_LOG,
     byte_counts,
     host_port,
     http_request,
-    one,
     seconds,
     user_agent_and_tls,
 )

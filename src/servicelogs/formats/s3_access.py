@@ -13,7 +13,7 @@ may share a request id (a batch delete logs one row per key): every row is kept.
 the Athena DDL AWS publishes for these logs (bucketowner, requestdatetime, httpstatus, ...).
 """
 
-from servicelogs.formats._load_balancer import one
+from servicelogs.formats._common import one
 from servicelogs.spec import Delimited, Example, Field, Generation, KeyLayout, LogFormat, Token
 from servicelogs.types import BIGINT, INT, TIMESTAMP
 
