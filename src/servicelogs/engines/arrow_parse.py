@@ -272,7 +272,7 @@ class DelimitedParser:
     def _generation(self, token_count: int) -> str:
         if token_count > self.declared:
             return f"{self.grammar.generations[-1].name}+{token_count - self.declared}"
-        return self.grammar.generation_of(token_count) or f"{token_count} fields"
+        return self.grammar.generation_of(token_count) or f"{self.grammar.fields_in(token_count)} fields"
 
     def _line_tokens(self, line: str) -> list[str]:
         """The exact pieces of one line: the grammar's line regex when it matches, else the tokenizer."""

@@ -35,7 +35,7 @@ GENERATIONS = (
     Generation("33", "2025-01", "+ transformed_host, transformed_uri, request_transform_status"),
 )
 
-_one = one
+_one = one  # the name the declarations below were written with (keeps this diff small)
 
 TOKENS = (
     _one(
