@@ -25,6 +25,8 @@ from servicelogs.formats._load_balancer import (
 from servicelogs.spec import Delimited, Example, ForeignLine, Generation, KeyLayout, LogFormat
 from servicelogs.types import INT, TIMESTAMP
 
+# Field generations, oldest first, named by field count. `appeared` is approximate (first seen in the AWS
+# docs' history or announcements), for orientation only: a line's generation is told by its field count.
 GENERATIONS = (
     Generation("12", "2014-03", "launch layout: up to the request line"),
     Generation("15", "2015-05", "+ user_agent, ssl_cipher, ssl_protocol"),

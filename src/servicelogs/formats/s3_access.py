@@ -17,6 +17,8 @@ from servicelogs.formats._common import one
 from servicelogs.spec import Delimited, Example, Field, Generation, KeyLayout, LogFormat, Token
 from servicelogs.types import BIGINT, INT, TIMESTAMP
 
+# Field generations, oldest first, named by field count. `appeared` is approximate (first seen in the AWS
+# docs' history or announcements), for orientation only: a line's generation is told by its field count.
 GENERATIONS = (
     Generation("17", "2008-03", "launch layout: up to the User-Agent"),
     Generation("18", "2010-02", "+ versionid"),
