@@ -54,10 +54,15 @@ class Token:
     since: str
     split: Split | None = None
     quoted: bool = False
+    pieces: int = 1
+    """How many delimiter-separated pieces the token spans, such as S3's `[06/Feb/2019:00:00:38 +0000]`
+    (two pieces): engines join them back with the delimiter before typing the token."""
 
     def __post_init__(self) -> None:
         if len(self.fields) > 1 and self.split is None:
             raise ValueError(f"token {self.name!r} yields several fields but declares no split")
+        if self.pieces < 1 or (self.pieces > 1 and self.quoted):
+            raise ValueError(f"token {self.name!r}: a quoted token is one piece; others span at least one")
 
 
 @dataclass(frozen=True)
@@ -75,27 +80,53 @@ class Delimited:
 
     Generations append tokens at the end, so a line's token count tells its generation. Tokens past the
     last declared one are fields AWS added after this declaration: they are kept in `extra_fields` and
-    counted, never rejected.
+    counted, never rejected. Counts are in pieces (a token may span several, see `Token.pieces`).
+
+    `line_regex` is an exact regex for one whole line, for formats whose writer does not escape the quote
+    inside quoted tokens (S3 writes a raw `"` in a Request-URI or User-Agent): its groups, in order, are
+    the line's pieces; a group that did not take part ends the line (an older generation); the group named
+    `extra` holds what follows the last declared piece (split on the delimiter into extra fields). Only the
+    slow path uses it, for the rare lines the bulk tokenizer cannot map; lines it does not match fall back
+    to the plain tokenizer (and usually end as rejects with a reason).
     """
 
     tokens: tuple[Token, ...]
     generations: tuple[Generation, ...]
     delimiter: str = " "
     quote: str = '"'
+    line_regex: str | None = None
 
     @cached_property
     def min_tokens(self) -> int:
         first = self.generations[0].name
-        return sum(1 for t in self.tokens if t.since == first)
+        return sum(t.pieces for t in self.tokens if t.since == first)
+
+    def fields_in(self, pieces: int) -> int:
+        """How many tokens (the fields a user counts) `pieces` pieces make, for messages."""
+        seen, tokens = 0, 0
+        for t in self.tokens:
+            if seen + t.pieces > pieces:
+                return tokens
+            seen, tokens = seen + t.pieces, tokens + 1
+        return tokens + pieces - seen
+
+    @cached_property
+    def piece_count(self) -> int:
+        """Pieces of a line of the newest declared generation."""
+        return sum(t.pieces for t in self.tokens)
 
     def generation_of(self, token_count: int) -> str | None:
-        """The generation whose layout has exactly `token_count` tokens, if any."""
+        """The generation whose layout has exactly `token_count` pieces, if any."""
         seen = 0
         for gen in self.generations:
-            seen += sum(1 for t in self.tokens if t.since == gen.name)
+            seen += sum(t.pieces for t in self.tokens if t.since == gen.name)
             if seen == token_count:
                 return gen.name
         return None
+
+    @cached_property
+    def compiled_line_regex(self) -> re.Pattern[str] | None:
+        return re.compile(self.line_regex) if self.line_regex else None
 
 
 Grammar = Delimited

@@ -91,9 +91,10 @@ class DelimitedParser:
     def __init__(self, fmt: LogFormat) -> None:
         self.fmt = fmt
         self.grammar: Delimited = fmt.grammar
-        self.declared = len(self.grammar.tokens)
+        self.declared = self.grammar.piece_count
         self.tokenizer = LineTokenizer(self.grammar)
-        self.quoted_positions = [i for i, t in enumerate(self.grammar.tokens) if t.quoted]
+        self.quoted_positions = _quoted_pieces(self.grammar)
+        self.suspect_positions = sorted({p for q in self.quoted_positions for p in (q, q + 1)})
         self.width: int | None = None  # the object's usual token count, learnt from its first lines
         # Arrow's CSV converter turns the most common null token into nulls as it reads; tokens with
         # another null token are handled in _typed.
@@ -212,16 +213,18 @@ class DelimitedParser:
             else:
                 parts.append((again[0], np.array([offset for offset, _ in rows]) + first_line))
 
-        # A quote inside a quoted token means the tokenizer met a quote it does not understand (an escaped
-        # one); an empty first token, an empty line. Those lines take the exact path.
+        # A quote inside a token means the tokenizer met a quote it does not understand (an escaped one, or
+        # a raw one that closed the token early and left its tail, quote included, in the next token);
+        # an empty first token, an empty line. Those lines take the exact path.
         checked = []
         for part, numbers in parts:
             if not part.num_rows:
                 continue
             suspect = pc.equal(part.column(0), "")
-            for i in self.quoted_positions:
+            for i in self.suspect_positions:
                 if i < part.num_columns:
-                    suspect = pc.or_(suspect, pc.match_substring(part.column(i), self.grammar.quote))
+                    suspect = pc.or_kleene(suspect, pc.match_substring(part.column(i), self.grammar.quote))
+            suspect = pc.fill_null(suspect, False)
             if pc.any(suspect).as_py():
                 mask = suspect.to_numpy(zero_copy_only=False)
                 slow.extend((numbers[mask] - first_line).tolist())
@@ -263,13 +266,13 @@ class DelimitedParser:
                     reject_raw.append(raw.decode("utf-8", "backslashreplace"))
                     reject_reasons.append(f"invalid UTF-8 at byte {e.start}")
                     continue
-                reason = self._reason_for_shape(line)
+                row = self._line_tokens(line)
+                reason = self._reason_for_shape(line, len(row))
                 if reason:
                     reject_lines.append(number)
                     reject_raw.append(line)
                     reject_reasons.append(reason)
                     continue
-                row = self.tokenizer.tokens(line)
                 rows.append(row)
                 numbers.append(number)
                 generations[self._generation(len(row))] += 1
@@ -301,19 +304,44 @@ class DelimitedParser:
     def _generation(self, token_count: int) -> str:
         if token_count > self.declared:
             return f"{self.grammar.generations[-1].name}+{token_count - self.declared}"
-        return self.grammar.generation_of(token_count) or f"{token_count} fields"
+        return self.grammar.generation_of(token_count) or f"{self.grammar.fields_in(token_count)} fields"
 
-    def _reason_for_shape(self, line: str) -> str | None:
-        """Why a line cannot be a row at all, judged from its shape alone; None if it may be one."""
+    def _line_tokens(self, line: str) -> list[str]:
+        """The exact pieces of one line: the grammar's line regex when it matches, else the tokenizer."""
+        rx = self.grammar.compiled_line_regex
+        m = rx.fullmatch(line) if rx is not None else None
+        if rx is None or m is None:
+            return self.tokenizer.tokens(line)
+        extra_group = rx.groupindex.get("extra")
+        pieces: list[str] = []
+        for i in range(1, rx.groups + 1):
+            value = m.group(i)
+            if i == extra_group:
+                continue
+            if value is None:  # an older generation: the line ends here
+                break
+            pieces.append(value)
+        q = self.grammar.quote
+        for i in self.quoted_positions:  # the regex may take a quoted token with its quotes
+            if i < len(pieces) and len(pieces[i]) >= 2 and pieces[i][0] == q == pieces[i][-1]:
+                pieces[i] = pieces[i][1:-1]
+        extra = m.group(extra_group) if extra_group else None
+        if extra:
+            d = self.grammar.delimiter
+            pieces += self.tokenizer.tokens(extra[len(d) :] if extra.startswith(d) else extra)
+        return pieces
+
+    def _reason_for_shape(self, line: str, n: int) -> str | None:
+        """Why a line of `n` pieces cannot be a row at all, judged from its shape alone; None if it may be one."""
         if not line.strip():
             return "empty line"
         foreign = self.fmt.explain_foreign(line)
         if foreign:
             return foreign
-        n = len(self.tokenizer.tokens(line))
-        if n < self.grammar.min_tokens:
+        g = self.grammar
+        if n < g.min_tokens:
             return (
-                f"{n} fields; a {self.fmt.name} line has at least {self.grammar.min_tokens} "
+                f"{g.fields_in(n)} fields; a {self.fmt.name} line has at least {g.fields_in(g.min_tokens)} "
                 f"(an unbalanced quote or a truncated line?)"
             )
         return None
@@ -356,7 +384,9 @@ class DelimitedParser:
         """Type every field; rows with a value their field does not allow become rejects."""
         bad: dict[int, str] = {}
         arrays: list[pa.Array] = []
-        for token, null, raw in zip(self.grammar.tokens, self.token_nulls, token_columns, strict=True):
+        for token, null, raw in zip(
+            self.grammar.tokens, self.token_nulls, _join_pieces(self.grammar, token_columns), strict=True
+        ):
             if null not in (None, self.csv_null):
                 raw = _nulled(raw, null)
             if token.split is None:
@@ -400,11 +430,37 @@ def _nulled(values: pa.Array, null: str | None) -> pa.Array:
     return pc.if_else(pc.equal(values, null), pa.scalar(None, pa.string()), values)
 
 
+def _quoted_pieces(grammar: Delimited) -> list[int]:
+    """Piece positions of the quoted tokens."""
+    out, at = [], 0
+    for t in grammar.tokens:
+        if t.quoted:
+            out.append(at)
+        at += t.pieces
+    return out
+
+
+def _join_pieces(grammar: Delimited, pieces: list[pa.Array]) -> list[pa.Array]:
+    """One column per token: a token spanning several pieces gets them back, joined by the delimiter."""
+    if len(pieces) == len(grammar.tokens):
+        return pieces
+    out, at = [], 0
+    for t in grammar.tokens:
+        if t.pieces == 1:
+            out.append(pieces[at])
+        else:
+            out.append(pc.binary_join_element_wise(*pieces[at : at + t.pieces], grammar.delimiter))
+        at += t.pieces
+    return out
+
+
 def _split(token: Token, values: pa.Array) -> list[pa.Array]:
     if token.split is Split.HOST_PORT:
         host, port = _split_once(values, ":", reverse=True)
         return [pc.utf8_trim(host, "[]"), port]
     if token.split is Split.HTTP_REQUEST:
+        # Non-HTTP listeners write "- - - " (with a trailing space): without it, each part is the null token.
+        values = pc.utf8_rtrim(values, " ")
         method, rest = _split_once(values, " ", reverse=False)
         url, protocol = _split_once(rest, " ", reverse=True)
         # Without a protocol the last word belongs to the url (a url may hold spaces).

@@ -9,18 +9,18 @@ the Athena DDL AWS publishes for ALB logs (request_verb/request_url/request_prot
 so existing queries keep working.
 """
 
-from servicelogs.spec import (
-    Delimited,
-    Example,
-    Field,
-    ForeignLine,
-    Generation,
-    KeyLayout,
-    LogFormat,
-    Split,
-    Token,
+from servicelogs.formats._common import one
+from servicelogs.formats._load_balancer import (
+    DATE_PATH,
+    ENABLE_ACCESS_LOG,
+    byte_counts,
+    host_port,
+    http_request,
+    seconds,
+    user_agent_and_tls,
 )
-from servicelogs.types import BIGINT, DOUBLE, INT, STRING, TIMESTAMP
+from servicelogs.spec import Delimited, Example, ForeignLine, Generation, KeyLayout, LogFormat
+from servicelogs.types import INT, TIMESTAMP
 
 # Field generations, oldest first. The name is the token count of a line of that layout.
 GENERATIONS = (
@@ -35,15 +35,7 @@ GENERATIONS = (
     Generation("33", "2025-01", "+ transformed_host, transformed_uri, request_transform_status"),
 )
 
-SECONDS = (
-    "Seconds, with millisecond precision; -1 when the load balancer could not dispatch the request or the target "
-    "closed the connection."
-)
-
-
-def _one(name: str, since: str, type_=STRING, doc: str = "", quoted: bool = False, **kw) -> Token:
-    return Token(name, (Field(name, type_, doc, **kw),), since=since, quoted=quoted)
-
+_one = one  # the name the declarations below were written with (keeps this diff small)
 
 TOKENS = (
     _one(
@@ -62,61 +54,37 @@ TOKENS = (
         null=None,
     ),
     _one("elb", "20", doc="Resource id of the load balancer (app/name/id).", null=None),
-    Token(
+    host_port(
         "client:port",
-        (
-            Field("client_ip", STRING, "IP address of the requesting client (or of a proxy in front)."),
-            Field("client_port", INT, "Port of the requesting client."),
-        ),
-        since="20",
-        split=Split.HOST_PORT,
+        "20",
+        ("client_ip", "IP address of the requesting client (or of a proxy in front)."),
+        ("client_port", "Port of the requesting client."),
     ),
-    Token(
+    host_port(
         "target:port",
+        "20",
         (
-            Field(
-                "target_ip",
-                STRING,
-                "IP of the target that processed the request; null if none (Lambda, fixed response, no dispatch).",
-            ),
-            Field("target_port", INT, "Port of the target."),
+            "target_ip",
+            "IP of the target that processed the request; null if none (Lambda, fixed response, no dispatch).",
         ),
-        since="20",
-        split=Split.HOST_PORT,
+        ("target_port", "Port of the target."),
     ),
-    _one(
-        "request_processing_time", "20", DOUBLE, "Time from receiving the request to sending it to a target. " + SECONDS
-    ),
-    _one(
+    seconds("request_processing_time", "20", "Time from receiving the request to sending it to a target."),
+    seconds(
         "target_processing_time",
         "20",
-        DOUBLE,
-        "Time from sending the request to the target to the start of the response headers. " + SECONDS,
+        "Time from sending the request to the target to the start of the response headers.",
     ),
-    _one(
+    seconds(
         "response_processing_time",
         "20",
-        DOUBLE,
-        "Time from receiving the response headers from the target to sending the response to the client. " + SECONDS,
+        "Time from receiving the response headers from the target to sending the response to the client.",
     ),
     _one("elb_status_code", "20", INT, "Status code of the response from the load balancer."),
     _one("target_status_code", "20", INT, "Status code of the response from the target; null if none."),
-    _one("received_bytes", "20", BIGINT, "Size of the request received from the client, headers included."),
-    _one("sent_bytes", "20", BIGINT, "Size of the response sent to the client, headers included."),
-    Token(
-        "request",
-        (
-            Field("request_verb", STRING, "HTTP method of the request line."),
-            Field("request_url", STRING, "URL of the request line, as the client sent it (may hold spaces)."),
-            Field("request_proto", STRING, "Protocol of the request line (HTTP/1.1, HTTP/2.0); null if absent."),
-        ),
-        since="20",
-        split=Split.HTTP_REQUEST,
-        quoted=True,
-    ),
-    _one("user_agent", "20", doc="User-Agent header, up to 8 KB.", quoted=True),
-    _one("ssl_cipher", "20", doc="TLS cipher (https listeners)."),
-    _one("ssl_protocol", "20", doc="TLS protocol (https listeners)."),
+    *byte_counts("20"),
+    http_request("20", "request_verb", "request_url", "request_proto"),
+    *user_agent_and_tls("20"),
     _one("target_group_arn", "20", doc="ARN of the target group."),
     _one("trace_id", "20", doc="Contents of the X-Amzn-Trace-Id header.", quoted=True),
     _one("domain_name", "20", doc="SNI domain the client sent in the TLS handshake.", quoted=True),
@@ -149,7 +117,7 @@ TOKENS = (
     _one("request_transform_status", "33", doc="Status of the rewrite transform.", quoted=True),
 )
 
-_DATE = r"\d{4}/\d{2}/\d{2}"
+_DATE = DATE_PATH
 _NAME = r"(?P<account_id>\d{12})_elasticloadbalancing_(?P<region>[a-z0-9-]+)_app\.[^/]+\.log(?:\.gz)?"
 
 FORMAT = LogFormat(
@@ -175,9 +143,7 @@ FORMAT = LogFormat(
         ),
     ),
     foreign_lines=(
-        ForeignLine(
-            r"^Enable AccessLog for ELB: ", "the test line ELB writes when access logging is enabled, not a request"
-        ),
+        ENABLE_ACCESS_LOG,
         ForeignLine(
             r"^\d{4}-\d\d-\d\dT[\d:.]+Z \S+ \d+ \d+ (?:TLS|SSL|-)",
             "an ALB connection log line (a separate log type), not an access log line",
