@@ -26,6 +26,8 @@ SQL_TYPES = {
 
 def _typed(f: Field, expr: str) -> str:
     value = f"NULLIF({expr}, '{f.null}')" if f.null is not None else expr
+    if f.type == TIMESTAMP and f.time_format:
+        return f"try_strptime({value}, {_q(f.time_format)})"
     return value if f.type == STRING else f"TRY_CAST({value} AS {SQL_TYPES[f.type]})"
 
 
@@ -40,10 +42,13 @@ def _q(s: str) -> str:
 def baseline_sql(fmt_name: str, source: Path, target: Path, threads: int) -> str:
     fmt = formats.get(fmt_name)
     grammar = fmt.grammar
-    columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(len(grammar.tokens)))
+    columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(grammar.piece_count))
     selects = []
-    for i, token in enumerate(grammar.tokens):
-        col = f"t{i}"
+    at = 0
+    for token in grammar.tokens:
+        pieces = [f"t{i}" for i in range(at, at + token.pieces)]
+        at += token.pieces
+        col = pieces[0] if len(pieces) == 1 else f"concat_ws({_q(grammar.delimiter)}, {', '.join(pieces)})"
         if token.split is None:
             parts = [(token.fields[0], col)]
         elif token.split is Split.HOST_PORT:

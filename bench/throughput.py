@@ -38,6 +38,8 @@ TEMPLATES: dict[str, list[tuple[str, slice]]] = {
         ("alb/crowdsecurity-hub-aws-alb-logs.log", slice(7, None)),  # 33 fields
         ("alb/awsdocs-elb-application-load-balancers-user-guide-examples-history.log", slice(22, None)),  # 29
     ],
+    "elb": [("elb/awsdocs-elb-classic-load-balancers-user-guide-examples.log", slice(None))],
+    "s3_access": [("s3_access/aws-docs-s3-userguide-LogFormat-current.log", slice(None))],
 }
 
 

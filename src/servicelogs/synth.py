@@ -69,12 +69,13 @@ def write_corpus(
     first_day: date = date(2024, 3, 1),
     days: int = 3,
     seed: int = 7,
-    compress: bool = True,
+    compress: bool | None = None,
 ) -> Corpus:
     """Write about `megabytes` MB of log text under `out`, in objects of about `object_megabytes` each.
 
     `templates` are groups of real lines; each object draws from one group, as a real object holds one
-    layout. `preamble` lines (a header, say) start every object. Objects are gzipped unless `compress` is False.
+    layout. `preamble` lines (a header, say) start every object. Objects are gzipped when `compress` says so;
+    by default when the key layout's template ends in .gz, as AWS does.
     """
     rng = random.Random(seed)
     layout = fmt.key_layouts[0]
@@ -91,6 +92,7 @@ def write_corpus(
             pool = pools[day, group] = [_mutate(rng.choice(templates[group]), day, rng) for _ in range(4000)]
         fill = _Fill(
             rng,
+            prefix="logs/",
             account_id="123456789012",
             region=region,
             year=f"{day.year:04d}",
@@ -98,10 +100,10 @@ def write_corpus(
             day=f"{day.day:02d}",
             hour=f"{rng.randrange(24):02d}",
             minute=f"{rng.randrange(0, 60, 5):02d}",
+            second=f"{rng.randrange(60):02d}",
         )
         key = layout.template.format_map(fill)
-        if not compress:
-            key = key.removesuffix(".gz")
+        gzipped = key.endswith(".gz") if compress is None else compress
         size = min(per_object, target - corpus.text_bytes)
         chunks = ["".join(line + "\n" for line in preamble)]
         written = len(chunks[0])
@@ -110,7 +112,7 @@ def write_corpus(
             chunks.append(batch)
             written += len(batch)
         text = "".join(chunks).encode()
-        data = gzip.compress(text, compresslevel=6) if compress else text
+        data = gzip.compress(text, compresslevel=6) if gzipped else text
         path = out / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
