@@ -222,6 +222,11 @@ class LogFormat:
         return (*self.fields, EXTRA_FIELDS, *self.key_fields, *LINEAGE_FIELDS)
 
     @cached_property
+    def per_object_fields(self) -> tuple[Field, ...]:
+        """Columns whose value is the same on every row of one source object (key fields, lineage)."""
+        return (*self.key_fields, *(f for f in LINEAGE_FIELDS if f.name in ("source_key", "run_id")))
+
+    @cached_property
     def partition_fields(self) -> tuple[Field, ...]:
         return tuple(PARTITION_FIELDS[name] for name in self.partitions)
 

@@ -29,7 +29,7 @@ from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
 from servicelogs.engines.writer import PartitionedWriter, commit_files
 from servicelogs.errors import SourceError
-from servicelogs.render.arrow import rejects_schema, schema
+from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.sources import LocalSource, SourceObject, decompressed
 from servicelogs.spec import Delimited, LogFormat
 from servicelogs.summary import ObjectProblem, RunSummary
@@ -295,9 +295,9 @@ def _write_rows(
     fmt: LogFormat, table: pa.Table, key: str, groups: dict[str, str], run_id: str, writer: PartitionedWriter
 ) -> None:
     n = table.num_rows
-    for f in fmt.key_fields:
-        table = table.append_column(f.name, pa.repeat(pa.scalar(groups.get(f.name), pa.string()), n))
-    table = table.append_column("source_key", pa.repeat(key, n)).append_column("run_id", pa.repeat(run_id, n))
+    values = {**{f.name: groups.get(f.name) for f in fmt.key_fields}, "source_key": key, "run_id": run_id}
+    for f in fmt.per_object_fields:
+        table = table.append_column(f.name, per_object_column(values[f.name], n))
     days = pc.cast(table.column(fmt.event_time), pa.date32())
     unique_days = pc.unique(days).to_pylist()
     for day in unique_days:
