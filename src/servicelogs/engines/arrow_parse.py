@@ -49,6 +49,8 @@ class Parsed:
     reject_reasons: list[str] = field(default_factory=list)
     extra_rows: int = 0
     generations: Counter[str] = field(default_factory=Counter)
+    header_lines: int = 0
+    """Lines that declare the object's layout (headers, comments): counted in `lines`, neither rows nor rejects."""
 
 
 class LineTokenizer:
@@ -60,7 +62,8 @@ class LineTokenizer:
 
     def __init__(self, grammar: Delimited) -> None:
         d, q = re.escape(grammar.delimiter), re.escape(grammar.quote)
-        self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)")
+        # An empty quote: the grammar has no quoting at all.
+        self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)") if grammar.quote else None
         self._plain = re.compile(rf"[^{d}]*")
         self._delimiter = grammar.delimiter
         self._unescape = re.compile(r"\\(.)")
@@ -69,7 +72,7 @@ class LineTokenizer:
         out: list[str] = []
         pos, end = 0, len(line)
         while True:
-            m = self._quoted.match(line, pos)
+            m = self._quoted.match(line, pos) if self._quoted else None
             if m:
                 out.append(self._unescape.sub(r"\1", m.group(1)))
             else:
@@ -145,7 +148,7 @@ class DelimitedParser:
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.grammar.delimiter,
-                    quote_char=self.grammar.quote,
+                    quote_char=self.grammar.quote or False,
                     double_quote=False,
                     newlines_in_values=False,
                     ignore_empty_lines=False,

@@ -27,11 +27,12 @@ import pyarrow.compute as pc
 
 from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
+from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, commit_files
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import rejects_schema, schema
 from servicelogs.sources import LocalSource, SourceObject, decompressed
-from servicelogs.spec import Delimited, LogFormat
+from servicelogs.spec import Delimited, HeaderDelimited, LogFormat
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
@@ -40,10 +41,13 @@ UNKNOWN = "unknown"
 
 # Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
 # offers parse(stream, key) -> Iterator[Parsed].
-PARSERS: dict[type, Callable[[LogFormat], DelimitedParser]] = {Delimited: DelimitedParser}
+PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
+    Delimited: DelimitedParser,
+    HeaderDelimited: HeaderDelimitedParser,
+}
 
 
-def parser_for(fmt: LogFormat) -> DelimitedParser:
+def parser_for(fmt: LogFormat) -> DelimitedParser | HeaderDelimitedParser:
     return PARSERS[type(fmt.grammar)](fmt)
 
 
@@ -86,6 +90,7 @@ class BatchResult:
     lines: int = 0
     rows: int = 0
     rejects: int = 0
+    header_lines: int = 0
     extra_field_rows: int = 0
     bytes_read: int = 0
     bytes_text: int = 0
@@ -129,6 +134,7 @@ def run(
         summary.lines += result.lines
         summary.rows += result.rows
         summary.rejects += result.rejects
+        summary.header_lines += result.header_lines
         summary.extra_field_rows += result.extra_field_rows
         summary.bytes_read += result.bytes_read
         summary.bytes_text += result.bytes_text
@@ -260,6 +266,7 @@ def _convert_object(
             counts.bytes_text += parsed.text_bytes
             counts.rows += parsed.rows.num_rows
             counts.rejects += len(parsed.reject_lines)
+            counts.header_lines += parsed.header_lines
             counts.extra_field_rows += parsed.extra_rows
             counts.generations.update(parsed.generations)
             if parsed.rows.num_rows:
@@ -273,7 +280,7 @@ def _convert_object(
         _progress_queue.put((obj.size, 0, 0))
     # Only a fully read object counts: a SourceError above leaves `result` untouched.
     result.objects_converted += 1
-    for name in ("lines", "bytes_text", "rows", "rejects", "extra_field_rows", "bytes_read"):
+    for name in ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read"):
         setattr(result, name, getattr(result, name) + getattr(counts, name))
     result.generations.update(counts.generations)
 
