@@ -61,7 +61,7 @@ class RunSummary:
             f"{self.objects_skipped} skipped, {self.objects_failed} failed",
             f"  lines:   {self.lines} = {self.rows} rows + {self.rejects} rejects"
             + (f" + {self.header_lines} header lines" if self.header_lines else "")
-            +             f" ({self.extra_field_rows} rows with extra fields)",
+            + f" ({self.extra_field_rows} rows with extra fields)",
             f"  bytes:   {self.bytes_read / 1e6:.1f} MB read, {self.bytes_text / 1e6:.1f} MB of log text, "
             f"{self.files_written} files written",
             f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",

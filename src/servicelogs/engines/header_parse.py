@@ -94,9 +94,7 @@ class HeaderDelimitedParser:
             # else: looked like a header but names no declared token: a data line
         return marks
 
-    def _parse_run(
-        self, block: bytes, starts: np.ndarray, lo: int, hi: int, first_line: int, out: _Collector
-    ) -> None:
+    def _parse_run(self, block: bytes, starts: np.ndarray, lo: int, hi: int, first_line: int, out: _Collector) -> None:
         segment = block[starts[lo] : starts[hi]]
         layout = self._layouts.get(self._current)
         if layout is None:
@@ -139,8 +137,7 @@ class _Layout:
         missing = _missing_required(grammar, {t.name for t in tokens})
         if missing:
             self.reject_reason = (
-                f"field {missing!r} is missing: the object's {'header' if names else 'default order'} "
-                f"does not name it"
+                f"field {missing!r} is missing: the object's {'header' if names else 'default order'} does not name it"
             )
             return
         since = generations[0].name
@@ -315,4 +312,3 @@ def _prepend(extras: pa.Array, columns: list[pa.Array]) -> pa.Array:
     heads = [list(r) for r in zip(*(c.to_pylist() for c in columns), strict=True)]
     tails = extras.to_pylist()
     return pa.array([h + (t or []) for h, t in zip(heads, tails, strict=True)], pa.list_(pa.string()))
-

@@ -77,7 +77,9 @@ TOKENS = (
     _one("x-edge-response-result-type", "response_result_type", "23", doc="Result type as the response left."),
     _one("cs-protocol-version", "http_version", "24", doc="HTTP version of the viewer request (HTTP/2.0…)."),
     _one("fle-status", "fle_status", "26", doc="Field-level encryption status."),
-    _one("fle-encrypted-fields", "fle_encrypted_fields", "26", INT, "Number of fields field-level encryption encrypted."),
+    _one(
+        "fle-encrypted-fields", "fle_encrypted_fields", "26", INT, "Number of fields field-level encryption encrypted."
+    ),
     _one("c-port", "c_port", "33", INT, "Port of the viewer."),
     _one("time-to-first-byte", "time_to_first_byte", "33", DOUBLE, "Seconds until the first response byte left."),
     _one("x-edge-detailed-result-type", "x_edge_detailed_result_type", "33", doc="Detailed result type."),
