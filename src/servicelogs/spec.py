@@ -174,7 +174,10 @@ Grammar = Delimited | HeaderDelimited
 @dataclass(frozen=True)
 class KeyLayout:
     """How an object key names its log: a regex whose named groups give the format's key fields (such as
-    account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks)."""
+    account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks).
+
+    Optional groups `year`, `month` and `day` give the key's delivery date: the partition of a line whose
+    event time is null (a custom format that leaves the event-time field out)."""
 
     name: str
     pattern: str

@@ -121,7 +121,8 @@ class _Layout:
                 return
         if names is None:
             tokens = tuple(grammar.by_name[n] for n in grammar.default)
-            generations = grammar.generations
+            # Only the generations the default order holds: a line's token count is told against those.
+            generations = tuple(g for g in grammar.generations if any(t.since == g.name for t in tokens))
             self.generation: str | None = None  # told per line by its token count
         else:
             unknown = [n for n in names if n not in grammar.by_name]

@@ -306,18 +306,32 @@ def _write_rows(
         table = table.append_column(f.name, pa.repeat(pa.scalar(groups.get(f.name), pa.string()), n))
     table = table.append_column("source_key", pa.repeat(key, n)).append_column("run_id", pa.repeat(run_id, n))
     days = pc.cast(table.column(fmt.event_time), pa.date32())
+    key_day = _key_day(groups)
+    if days.null_count and key_day is not None:
+        # A line without an event time (a custom format that leaves it out): the delivery date in its key.
+        days = pc.fill_null(days, pa.scalar(key_day, pa.date32()))
     unique_days = pc.unique(days).to_pylist()
     for day in unique_days:
-        part = table if len(unique_days) == 1 else table.filter(pc.equal(days, day))
+        if len(unique_days) == 1:
+            part = table
+        else:
+            part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
         writer.write(_partition_path(fmt, groups, day), part)
 
 
-def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date) -> str:
+def _key_day(groups: dict[str, str]) -> date | None:
+    try:
+        return date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date | None) -> str:
     values = {
         "region": groups.get("region", UNKNOWN),
-        "year": f"{day.year:04d}",
-        "month": f"{day.month:02d}",
-        "day": f"{day.day:02d}",
+        "year": f"{day.year:04d}" if day else UNKNOWN,
+        "month": f"{day.month:02d}" if day else UNKNOWN,
+        "day": f"{day.day:02d}" if day else UNKNOWN,
     }
     return "/".join(f"{name}={values[name]}" for name in fmt.partitions)
 

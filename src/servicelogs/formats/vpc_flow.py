@@ -60,8 +60,8 @@ TOKENS = (
         "start",
         "2",
         TIMESTAMP,
-        "When the first packet of the window was received (UTC; epoch seconds in the log). The event time.",
-        null=None,
+        "When the first packet of the window was received (UTC; epoch seconds in the log). The event time; "
+        "a custom format without it is partitioned by the delivery date in the object key.",
         time_format="%s",
     ),
     _one("end", "2", TIMESTAMP, "When the last packet of the window was received (UTC).", time_format="%s"),
@@ -118,7 +118,7 @@ TOKENS = (
 
 DEFAULT = tuple(t.name for t in TOKENS if t.since == "2")
 _WORD = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
-_DAY = r"\d{4}/\d{2}/\d{2}/(?:\d{2}/)?"
+_DAY = r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/(?:\d{2}/)?"
 _FILE = r"\d{12}_vpcflowlogs_[a-z0-9-]+_fl-[0-9a-z]+_\d{8}T\d{4}Z_[0-9a-zA-Z]+\.log(?:\.gz)?"
 
 FORMAT = LogFormat(
@@ -146,7 +146,8 @@ FORMAT = LogFormat(
         KeyLayout(
             "hive-compatible",
             r"(?:^|/)AWSLogs/aws-account-id=(?P<log_account_id>\d{12})/aws-service=vpcflowlogs/"
-            r"aws-region=(?P<region>[a-z0-9-]+)/year=\d{4}/month=\d{2}/day=\d{2}/(?:hour=\d{2}/)?" + _FILE + "$",
+            r"aws-region=(?P<region>[a-z0-9-]+)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})/"
+            r"(?:hour=\d{2}/)?" + _FILE + "$",
             "AWSLogs/aws-account-id={account_id}/aws-service=vpcflowlogs/aws-region={region}/"
             "year={year}/month={month}/day={day}/"
             "{account_id}_vpcflowlogs_{region}_{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
@@ -155,7 +156,8 @@ FORMAT = LogFormat(
         ),
         KeyLayout(
             "file name only",
-            r"(?:^|/)(?P<log_account_id>\d{12})_vpcflowlogs_(?P<region>[a-z0-9-]+)_fl-[0-9a-z]+_\d{8}T\d{4}Z_"
+            r"(?:^|/)(?P<log_account_id>\d{12})_vpcflowlogs_(?P<region>[a-z0-9-]+)_fl-[0-9a-z]+_"
+            r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T\d{4}Z_"
             r"[0-9a-zA-Z]+\.log(?:\.gz)?$",
             "{account_id}_vpcflowlogs_{region}_{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
