@@ -39,7 +39,7 @@ _TYPE_WORDS = {
 class Parsed:
     """One block's outcome: typed rows (format fields + extra_fields + line_number) and rejects.
 
-    `lines` and `text_bytes` count what the block held (every line is a row or a reject)."""
+    `lines` and `text_bytes` count what the block held: every line is a row, a reject or a header line."""
 
     rows: pa.Table
     lines: int = 0
