@@ -312,6 +312,13 @@ def test_an_unknown_header_field_rejects_its_lines_naming_it(convert):
     }
 
 
+def test_a_header_naming_a_field_twice_rejects_its_lines(convert):
+    content = fixture("otel-collector-contrib-awslogsencoding-valid_vpc_flow_log_multi.log").decode()
+    out = convert("vpc_flow", {KEY: content.replace("dstport", "srcport", 1)})
+    assert {r["reason"] for r in out.rejects} == {"the object's header names 'srcport' more than once"}
+    assert (out.summary.rows, out.summary.rejects) == (0, 2)
+
+
 def test_a_later_header_in_the_same_object_changes_the_order(convert):
     default = fixture(DOC + "default-v2.log").decode().splitlines()[0]
     custom = fixture(DOC + "custom-v5-traffic-path.log").decode()

@@ -125,6 +125,10 @@ class _Layout:
             generations = tuple(g for g in grammar.generations if any(t.since == g.name for t in tokens))
             self.generation: str | None = None  # told per line by its token count
         else:
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                self.reject_reason = f"the object's header names {', '.join(repr(n) for n in twice)} more than once"
+                return
             unknown = [n for n in names if n not in grammar.by_name]
             if unknown and grammar.unknown_names == "reject":
                 self.reject_reason = (
