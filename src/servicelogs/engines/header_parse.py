@@ -38,9 +38,6 @@ class HeaderDelimitedParser:
         assert isinstance(fmt.grammar, HeaderDelimited)
         self.fmt = fmt
         self.grammar: HeaderDelimited = fmt.grammar
-        # The same patterns run in RE2 (the kernels) and in Python `re`: declarations keep to their common subset.
-        self._header_kernel = self.grammar.header
-        self._comment_kernel = self.grammar.comment
         self._layouts: dict[tuple[str, ...] | None, _Layout] = {}
         self._current: tuple[str, ...] | None = None  # names of the header in force; None: the default order
 
@@ -74,9 +71,11 @@ class HeaderDelimitedParser:
         """(line offset, header names or None for a comment) of the block's header and comment lines."""
         text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
         lines = pa.array(text.split(b"\n")[:n_lines], pa.binary())
-        hit = pc.match_substring_regex(lines, self._header_kernel)
-        if self._comment_kernel is not None:
-            hit = pc.or_(hit, pc.match_substring_regex(lines, self._comment_kernel))
+        # The same patterns run in RE2 (these kernels) and in Python `re` below: declarations keep to their
+        # common subset.
+        hit = pc.match_substring_regex(lines, self.grammar.header)
+        if self.grammar.comment is not None:
+            hit = pc.or_(hit, pc.match_substring_regex(lines, self.grammar.comment))
         if not pc.any(hit).as_py():
             return []
         marks: list[tuple[int, tuple[str, ...] | None]] = []
@@ -114,6 +113,7 @@ class _Layout:
         grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
         self.reject_reason: str | None = None
         self.parser: _RunParser | None = None
+        self.generation: str | None = None  # None: told per line by its token count
         header = " ".join(names) if names else ""
         for foreign in grammar.foreign_headers:
             if _matches(foreign.pattern, header):
@@ -123,7 +123,6 @@ class _Layout:
             tokens = tuple(grammar.by_name[n] for n in grammar.default)
             # Only the generations the default order holds: a line's token count is told against those.
             generations = tuple(g for g in grammar.generations if any(t.since == g.name for t in tokens))
-            self.generation: str | None = None  # told per line by its token count
         else:
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
