@@ -124,7 +124,8 @@ class HeaderDelimited:
     `extra_fields` (AWS adds fields); with `"reject"` every data line under that header is a reject naming
     the word (a column never shifts silently). `foreign_headers` tell headers of another log type (each
     pattern is searched in the header's names joined by single spaces): their data lines are rejects with
-    the declared reason. A header naming a token twice makes its data lines rejects too. `None` as `quote`: no token is ever quoted.
+    the declared reason. A header naming a token twice makes its data lines rejects too. `None` as `quote`:
+    no token is ever quoted.
     """
 
     tokens: tuple[Token, ...]
