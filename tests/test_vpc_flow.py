@@ -465,3 +465,17 @@ def test_every_line_of_every_sample_is_accounted_for(convert, path: Path):
     assert (s.rows, s.rejects, s.header_lines) == (rows, rejects, headers)
     assert s.lines == s.rows + s.rejects + s.header_lines
     assert {r["reason"] for r in out.rejects} == reasons
+
+
+def test_the_header_holds_across_blocks(convert, monkeypatch):
+    from servicelogs.engines import header_parse
+    from servicelogs.sources import line_blocks
+
+    # Tiny blocks: each holds a line or two, so the header's order must carry over from block to block.
+    monkeypatch.setattr(header_parse, "line_blocks", lambda stream, key: line_blocks(stream, key, block_size=100))
+    out = convert("vpc_flow", {KEY: fixture(DOC + "custom-v3-tcp-flags.log")})
+    s = out.summary
+    assert (s.lines, s.rows, s.rejects, s.header_lines) == (9, 7, 1, 1)
+    assert [r["line_number"] for r in out.rows] == [2, 3, 4, 5, 6, 7, 8]
+    assert [r["tcp_flags"] for r in out.rows] == [2, 18, 2, 18, 1, 1, 3]
+    assert out.rejects[0]["line_number"] == 9

@@ -50,19 +50,22 @@ class HeaderDelimitedParser:
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        starts = _line_starts(block, n_lines)
         marks = self._marked_lines(block, n_lines)
         out = _Collector(self.fmt)
-        run_start = 0
-        for idx, names in marks:
-            if idx > run_start:
-                self._parse_run(block, starts, run_start, idx, first_line, out)
-            out.header_lines += 1
-            if names is not None:
-                self._current = names
-            run_start = idx + 1
-        if run_start < n_lines:
-            self._parse_run(block, starts, run_start, n_lines, first_line, out)
+        if not marks:  # most blocks: one run, and no need to know where each line starts
+            self._parse_run(block, first_line, out)
+        else:
+            starts = _line_starts(block, n_lines)
+            run_start = 0
+            for idx, names in marks:
+                if idx > run_start:
+                    self._parse_run(block[starts[run_start] : starts[idx]], first_line + run_start, out)
+                out.header_lines += 1
+                if names is not None:
+                    self._current = names
+                run_start = idx + 1
+            if run_start < n_lines:
+                self._parse_run(block[starts[run_start] :], first_line + run_start, out)
         parsed = out.result()
         parsed.lines, parsed.text_bytes = n_lines, len(block)
         return parsed
@@ -93,16 +96,16 @@ class HeaderDelimitedParser:
             # else: looked like a header but names no declared token: a data line
         return marks
 
-    def _parse_run(self, block: bytes, starts: np.ndarray, lo: int, hi: int, first_line: int, out: _Collector) -> None:
-        segment = block[starts[lo] : starts[hi]]
+    def _parse_run(self, segment: bytes, first_line: int, out: _Collector) -> None:
+        """Parse whole lines that share the header in force; `first_line` is the number of the first."""
         layout = self._layouts.get(self._current)
         if layout is None:
             layout = self._layouts[self._current] = _Layout(self.fmt, self._current)
         if layout.reject_reason:
-            out.reject_all(segment, first_line + lo, layout.reject_reason)
+            out.reject_all(segment, first_line, layout.reject_reason)
             return
         assert layout.parser is not None
-        out.add(layout.parser.parse_block(segment, first_line + lo), layout.generation)
+        out.add(layout.parser.parse_block(segment, first_line), layout.generation)
 
 
 class _Layout:
