@@ -479,3 +479,11 @@ def test_the_header_holds_across_blocks(convert, monkeypatch):
     assert [r["line_number"] for r in out.rows] == [2, 3, 4, 5, 6, 7, 8]
     assert [r["tcp_flags"] for r in out.rows] == [2, 18, 2, 18, 1, 1, 3]
     assert out.rejects[0]["line_number"] == 9
+
+
+def test_header_with_stray_spaces_is_still_a_header(convert):
+    content = fixture(DOC + "custom-v5-traffic-path.log").decode()
+    header, rest = content.split("\n", 1)
+    out = convert("vpc_flow", {KEY: header.replace(" ", "  ", 3) + " \r\n" + rest})
+    assert (out.summary.rows, out.summary.rejects, out.summary.header_lines) == (2, 0, 1)
+    assert one(out.rows, 2)["pkt_src_aws_service"] == "S3"

@@ -129,7 +129,7 @@ FORMAT = LogFormat(
         tokens=TOKENS,
         generations=GENERATIONS,
         default=DEFAULT,
-        header=rf"^(?P<names>{_WORD}(?: {_WORD})*)$",
+        header=rf"^(?P<names>{_WORD}(?: +{_WORD})*) *$",
         delimiter=" ",
         unknown_names="reject",
     ),
