@@ -157,6 +157,7 @@ def test_v3_custom_order_with_tcp_flags(convert):
 def test_v5_fields_in_a_non_default_order(convert):
     out = convert("vpc_flow", {KEY: fixture(DOC + "custom-v5-traffic-path.log")})
     assert (out.summary.rows, out.summary.rejects) == (2, 0)
+    assert out.summary.generations == {"5 custom (29 fields)": 2}
     ingress, egress = one(out.rows, 2), one(out.rows, 3)
     assert ingress == ingress | {
         "version": 5,
@@ -209,6 +210,7 @@ def test_v7_ecs_fields(convert):
 def test_transit_gateway_flow_log(convert):
     out = convert("vpc_flow", {KEY: fixture("otel-collector-contrib-awslogsencoding-valid_tgw_flow_log.log")})
     assert (out.summary.rows, out.summary.rejects, out.summary.header_lines) == (1, 0, 1)
+    assert out.summary.generations == {"tgw custom (31 fields)": 1}
     row = out.rows[0]
     assert row == row | {
         "version": 6,

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from servicelogs.types import BIGINT, STRING, STRING_LIST, Type
 
@@ -136,7 +136,7 @@ class HeaderDelimited:
     delimiter: str = " "
     quote: str | None = None
     joins: tuple[Join, ...] = ()
-    unknown_names: str = "extra"
+    unknown_names: Literal["extra", "reject"] = "extra"
     foreign_headers: tuple[ForeignLine, ...] = ()
 
     def __post_init__(self) -> None:

@@ -297,14 +297,18 @@ def _missing_required(grammar: HeaderDelimited, present: set[str]) -> str | None
 
 
 def _header_generation(grammar: HeaderDelimited, names: tuple[str, ...]) -> str:
-    """The declared generation a header spells out (the default order up to that generation), or a label."""
+    """The declared generation a header spells out (the default order up to that generation); otherwise the
+    latest generation among its names, marked custom."""
     if names == grammar.default[: len(names)]:
         seen = 0
         for gen in grammar.generations:
             seen += sum(1 for n in grammar.default if grammar.by_name[n].since == gen.name)
             if seen == len(names):
                 return gen.name
-    return f"header with {len(names)} fields"
+    order = [g.name for g in grammar.generations]
+    known = [grammar.by_name[n].since for n in names if n in grammar.by_name]
+    latest = max(known, key=order.index) if known else "?"
+    return f"{latest} custom ({len(names)} fields)"
 
 
 def _prepend(extras: pa.Array, columns: list[pa.Array]) -> pa.Array:
