@@ -263,11 +263,12 @@ def test_distribution_id_from_the_key_and_non_log_keys_skipped(convert):
         {
             "prefix/EMLARXS9EXAMPLE.2014-05-23-01.RT4KCN4S.gz": gzip.compress(content),
             "prefix/notes.txt": content,
+            "cf-logs-E2OTHER.2014-05-23-01.abcd.gz": content,
             "prefix/EMLARXS9EXAMPLE.2014-05-23-01.RT4KCN4S.gz.tmp": content,
         },
     )
     assert out.summary.objects_skipped == 2
-    assert [r["distribution_id"] for r in out.rows] == ["EMLARXS9EXAMPLE"]
+    assert [r["distribution_id"] for r in out.rows] == ["E2OTHER", "EMLARXS9EXAMPLE"]
     parts = {
         p.relative_to(out.target / "cloudfront").parent.as_posix() for p in out.target.rglob("cloudfront/**/*.parquet")
     }

@@ -97,7 +97,8 @@ TIME = Field(
     time_format="%Y-%m-%d %H:%M:%S",
 )
 
-_NAME = r"(?P<distribution_id>[A-Z0-9]+)\.\d{4}-\d{2}-\d{2}-\d{2}\.[A-Za-z0-9]+(?:\.gz)?"
+# The prefix a user sets is free text (`logs/`, `cf-`): the name is told by its end, the distribution id by its E.
+_NAME = r"(?P<distribution_id>E[A-Z0-9]+)\.\d{4}-\d{2}-\d{2}-\d{2}\.[A-Za-z0-9]+(?:\.gz)?"
 
 FORMAT = LogFormat(
     name="cloudfront",
@@ -123,7 +124,7 @@ FORMAT = LogFormat(
     key_layouts=(
         KeyLayout(
             "aws",
-            rf"(?:^|/){_NAME}$",
+            rf"{_NAME}$",
             "{prefix}{distribution_id}.{year}-{month}-{day}-{hour}.{id}.gz",
             "cloudfront/EMLARXS9EXAMPLE.2019-11-14-20.RT4KCN4SGK9.gz",
         ),
