@@ -175,11 +175,17 @@ class _RunParser(DelimitedParser):
         ]
 
     def _reason_for_shape(self, line: str) -> str | None:
-        reason = super()._reason_for_shape(line)
-        if reason and self.header_width is not None and "fields; a" in reason:
-            n = len(self.tokenizer.tokens(line))
+        if not line.strip():
+            return "empty line"
+        foreign = self.fmt.explain_foreign(line)
+        if foreign:
+            return foreign
+        n = len(self.tokenizer.tokens(line))
+        if self.header_width is not None and n < self.header_width:
             return f"{n} fields; the object's header names {self.header_width}"
-        return reason
+        if self.header_width is None and n < self.grammar.min_tokens:
+            return f"{n} fields; a {self.fmt.name} line without a header has at least {self.grammar.min_tokens}"
+        return None
 
     def _typed_empty(self) -> pa.Table:
         return _union_schema(self.union).empty_table()
