@@ -55,14 +55,23 @@ def convert(tmp_path: Path):
     calls = [0]
 
     def run(
-        fmt: str, objects: dict[str, bytes | str], *, gzip_them: bool = False, workers: int = 1, again: bool = False
+        fmt: str,
+        objects: dict[str, bytes | str],
+        *,
+        gzip_them: bool = False,
+        workers: int = 1,
+        again: bool = False,
+        raw: bool = False,
     ) -> Converted:
-        """Each call converts into fresh folders, unless `again`: then the previous call's source and target."""
+        """Each call converts into fresh folders, unless `again`: then the previous call's source and target.
+
+        Objects under a key ending in .gz are gzipped as AWS does, unless already gzip or `raw` (to test
+        what a .gz key holding something else does)."""
         calls[0] += 0 if again else 1
         source = tmp_path / f"source{calls[0]}"
         for key, content in objects.items():
             data = content.encode() if isinstance(content, str) else content
-            if gzip_them:
+            if gzip_them or (key.endswith(".gz") and not raw and not data.startswith(b"\x1f\x8b")):
                 data = gzip.compress(data)
             path = source / key
             path.parent.mkdir(parents=True, exist_ok=True)

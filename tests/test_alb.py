@@ -346,7 +346,7 @@ GOOD = (ALB / "otel-collector-contrib-awslogsencoding-alb_al_valid_logs.log").re
     ],
 )
 def test_a_corrupt_object_fails_alone(convert, name, content, reason):
-    out = convert("alb", {key("good", gz=True): gzip.compress(GOOD.encode()), key(name, gz=True): content})
+    out = convert("alb", {key("good", gz=True): gzip.compress(GOOD.encode()), key(name, gz=True): content}, raw=True)
     assert out.summary.objects_failed == 1 and out.summary.objects_converted == 1
     (failure,) = out.summary.failed
     assert failure.key == key(name, gz=True) and reason in failure.reason
@@ -371,7 +371,9 @@ def test_multi_member_gzip(convert):
 
 
 def test_empty_objects_and_non_log_keys(convert):
-    out = convert("alb", {key("empty", gz=True): b"", key("empty2"): b"", "README": "hello", f"{DAY}notes.txt": "x"})
+    out = convert(
+        "alb", {key("empty", gz=True): b"", key("empty2"): b"", "README": "hello", f"{DAY}notes.txt": "x"}, raw=True
+    )
     assert out.summary.objects_converted == 2 and out.summary.lines == 0 and out.summary.rows == 0
     assert sorted(p.key for p in out.summary.skipped) == [f"{DAY}notes.txt", "README"]
     assert all("matches no alb key layout" in p.reason for p in out.summary.skipped)

@@ -13,8 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "servicelogs"
 
 
 def test_engines_and_catalogs_name_no_format():
-    names = "|".join(re.escape(n) for n in formats.names())
-    pattern = re.compile(rf"\b({names})\b")
+    names = "|".join(re.escape(n) for n in (*formats.names(), "vpc"))
+    pattern = re.compile(rf"\b({names})\b", re.IGNORECASE)
     offenders = []
     for folder in ("engines", "catalogs", "render"):
         for path in sorted((SRC / folder).rglob("*.py")):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from servicelogs.types import BIGINT, STRING, STRING_LIST, Type
 
@@ -80,7 +80,8 @@ class Delimited:
 
     Generations append tokens at the end, so a line's token count tells its generation. Tokens past the
     last declared one are fields AWS added after this declaration: they are kept in `extra_fields` and
-    counted, never rejected. Counts are in pieces (a token may span several, see `Token.pieces`).
+    counted, never rejected. Counts are in pieces (a token may span several, see `Token.pieces`). An empty
+    `quote`: no token is ever quoted.
 
     `line_regex` is an exact regex for one whole line, for formats whose writer does not escape the quote
     inside quoted tokens (S3 writes a raw `"` in a Request-URI or User-Agent): its groups, in order, are
@@ -129,13 +130,88 @@ class Delimited:
         return re.compile(self.line_regex) if self.line_regex else None
 
 
-Grammar = Delimited
+@dataclass(frozen=True)
+class Join:
+    """Several tokens that together give one field (CloudFront's `date` and `time` → one timestamp).
+
+    The tokens' values are joined with `separator`, then typed as `field`. The tokens name no field of
+    their own (declare them with `fields=()`)."""
+
+    field: Field
+    tokens: tuple[str, ...]
+    separator: str = " "
+
+
+@dataclass(frozen=True)
+class HeaderDelimited:
+    """Delimited lines whose token order is given by a header line in the object itself.
+
+    A line matching `header` is a header: the words of its `names` group, split on whitespace, are token
+    names (`Token.name`, as AWS writes them: `cs-uri-stem`, `pkt-srcaddr`), and they decide the order of the
+    data lines that follow it, until the next header. A line matching `comment` is neither a row nor a
+    reject (`#Version: 1.0`). Lines before any header use `default`, a token order whose tokens' `since`
+    generations tell a line's layout by its token count, as in `Delimited`.
+
+    A header word that names no declared token: with `unknown_names="extra"` its values go to
+    `extra_fields` (AWS adds fields); with `"reject"` every data line under that header is a reject naming
+    the word (a column never shifts silently). `foreign_headers` tell headers of another log type (each
+    pattern is searched in the header's names joined by single spaces): their data lines are rejects with
+    the declared reason. A header naming a token twice makes its data lines rejects too. `None` as `quote`:
+    no token is ever quoted.
+    """
+
+    tokens: tuple[Token, ...]
+    generations: tuple[Generation, ...]
+    default: tuple[str, ...]
+    header: str
+    comment: str | None = None
+    delimiter: str = " "
+    quote: str | None = None
+    joins: tuple[Join, ...] = ()
+    unknown_names: Literal["extra", "reject"] = "extra"
+    foreign_headers: tuple[ForeignLine, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.unknown_names not in ("extra", "reject"):
+            raise ValueError(f"unknown_names must be 'extra' or 'reject', not {self.unknown_names!r}")
+        names = {t.name for t in self.tokens}
+        missing = [n for n in self.default if n not in names] + [
+            n for j in self.joins for n in j.tokens if n not in names
+        ]
+        if missing:
+            raise ValueError(f"undeclared token names: {missing}")
+
+    @cached_property
+    def header_regex(self) -> re.Pattern[str]:
+        return re.compile(self.header)
+
+    @cached_property
+    def by_name(self) -> dict[str, Token]:
+        return {t.name: t for t in self.tokens}
+
+    @cached_property
+    def fields(self) -> tuple[Field, ...]:
+        """The union of every field any header may name, in declaration order; a join's field stands at
+        the place of its first token."""
+        first = {j.tokens[0]: j.field for j in self.joins}
+        out: list[Field] = []
+        for t in self.tokens:
+            if t.name in first:
+                out.append(first[t.name])
+            out.extend(t.fields)
+        return tuple(out)
+
+
+Grammar = Delimited | HeaderDelimited
 
 
 @dataclass(frozen=True)
 class KeyLayout:
     """How an object key names its log: a regex whose named groups give the format's key fields (such as
-    account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks)."""
+    account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks).
+
+    Optional groups `year`, `month` and `day` give the key's delivery date: the partition of a line whose
+    event time is null (a custom format that leaves the event-time field out)."""
 
     name: str
     pattern: str
@@ -214,6 +290,8 @@ class LogFormat:
     @cached_property
     def fields(self) -> tuple[Field, ...]:
         """The format's own fields, in line order: the union of every generation."""
+        if isinstance(self.grammar, HeaderDelimited):
+            return self.grammar.fields
         return tuple(f for token in self.grammar.tokens for f in token.fields)
 
     @cached_property

@@ -25,6 +25,8 @@ class RunSummary:
     lines: int = 0
     rows: int = 0
     rejects: int = 0
+    header_lines: int = 0
+    """Lines that declare an object's layout (CloudFront `#Fields`, a VPC header): neither rows nor rejects."""
     extra_field_rows: int = 0
     bytes_read: int = 0
     bytes_text: int = 0
@@ -58,7 +60,8 @@ class RunSummary:
             f"  objects: {self.objects_listed} listed, {self.objects_converted} converted, "
             f"{self.objects_skipped} skipped, {self.objects_failed} failed",
             f"  lines:   {self.lines} = {self.rows} rows + {self.rejects} rejects"
-            f" ({self.extra_field_rows} rows with extra fields)",
+            + (f" + {self.header_lines} header lines" if self.header_lines else "")
+            + f" ({self.extra_field_rows} rows with extra fields)",
             f"  bytes:   {self.bytes_read / 1e6:.1f} MB read, {self.bytes_text / 1e6:.1f} MB of log text, "
             f"{self.files_written} files written",
             f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",

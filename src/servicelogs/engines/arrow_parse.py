@@ -43,7 +43,7 @@ _TYPE_WORDS = {
 class Parsed:
     """One block's outcome: typed rows (format fields + extra_fields + line_number) and rejects.
 
-    `lines` and `text_bytes` count what the block held (every line is a row or a reject)."""
+    `lines` and `text_bytes` count what the block held: every line is a row, a reject or a header line."""
 
     rows: pa.Table
     lines: int = 0
@@ -53,6 +53,8 @@ class Parsed:
     reject_reasons: list[str] = field(default_factory=list)
     extra_rows: int = 0
     generations: Counter[str] = field(default_factory=Counter)
+    header_lines: int = 0
+    """Lines that declare the object's layout (headers, comments): counted in `lines`, neither rows nor rejects."""
 
 
 class LineTokenizer:
@@ -64,7 +66,8 @@ class LineTokenizer:
 
     def __init__(self, grammar: Delimited) -> None:
         d, q = re.escape(grammar.delimiter), re.escape(grammar.quote)
-        self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)")
+        # An empty quote: the grammar has no quoting at all.
+        self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)") if grammar.quote else None
         self._plain = re.compile(rf"[^{d}]*")
         self._delimiter = grammar.delimiter
         self._unescape = re.compile(r"\\(.)")
@@ -73,7 +76,7 @@ class LineTokenizer:
         out: list[str] = []
         pos, end = 0, len(line)
         while True:
-            m = self._quoted.match(line, pos)
+            m = self._quoted.match(line, pos) if self._quoted else None
             if m:
                 out.append(self._unescape.sub(r"\1", m.group(1)))
             else:
@@ -99,7 +102,8 @@ class DelimitedParser:
         # Arrow's CSV converter turns the most common null token into nulls as it reads; tokens with
         # another null token are handled in _typed.
         token_nulls = [_token_null(t) for t in self.grammar.tokens]
-        self.csv_null = Counter(n for n in token_nulls if n is not None).most_common(1)[0][0]
+        common = Counter(n for n in token_nulls if n is not None).most_common(1)
+        self.csv_null: str | None = common[0][0] if common else None
         self.token_nulls = token_nulls
 
     def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
@@ -148,7 +152,7 @@ class DelimitedParser:
                 read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.grammar.delimiter,
-                    quote_char=self.grammar.quote,
+                    quote_char=self.grammar.quote or False,
                     double_quote=False,
                     newlines_in_values=False,
                     ignore_empty_lines=False,
@@ -156,7 +160,7 @@ class DelimitedParser:
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()),
-                    null_values=[self.csv_null],
+                    null_values=[self.csv_null] if self.csv_null is not None else [],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
@@ -390,7 +394,7 @@ class DelimitedParser:
             if null not in (None, self.csv_null):
                 raw = _nulled(raw, null)
             if token.split is None:
-                arrays.append(_typed_field(token.fields[0], raw, bad))
+                arrays.extend(_typed_field(f, raw, bad) for f in token.fields)
                 continue
             for f, values in zip(token.fields, _split(token, raw), strict=True):
                 arrays.append(_typed_field(f, _nulled(values, f.null), bad))
@@ -421,7 +425,7 @@ def _find_line(block: bytes, text: bytes, start: int) -> int:
 
 def _token_null(token: Token) -> str | None:
     """The token AWS writes for 'no value' in this position (a split token: that of its first field)."""
-    return token.fields[0].null
+    return token.fields[0].null if token.fields else None
 
 
 def _nulled(values: pa.Array, null: str | None) -> pa.Array:

@@ -27,11 +27,12 @@ import pyarrow.compute as pc
 
 from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
+from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, commit_files
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.sources import LocalSource, SourceObject, decompressed
-from servicelogs.spec import Delimited, LogFormat
+from servicelogs.spec import Delimited, HeaderDelimited, LogFormat
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
@@ -40,10 +41,13 @@ UNKNOWN = "unknown"
 
 # Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
 # offers parse(stream, key) -> Iterator[Parsed].
-PARSERS: dict[type, Callable[[LogFormat], DelimitedParser]] = {Delimited: DelimitedParser}
+PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
+    Delimited: DelimitedParser,
+    HeaderDelimited: HeaderDelimitedParser,
+}
 
 
-def parser_for(fmt: LogFormat) -> DelimitedParser:
+def parser_for(fmt: LogFormat) -> DelimitedParser | HeaderDelimitedParser:
     return PARSERS[type(fmt.grammar)](fmt)
 
 
@@ -86,6 +90,7 @@ class BatchResult:
     lines: int = 0
     rows: int = 0
     rejects: int = 0
+    header_lines: int = 0
     extra_field_rows: int = 0
     bytes_read: int = 0
     bytes_text: int = 0
@@ -129,6 +134,7 @@ def run(
         summary.lines += result.lines
         summary.rows += result.rows
         summary.rejects += result.rejects
+        summary.header_lines += result.header_lines
         summary.extra_field_rows += result.extra_field_rows
         summary.bytes_read += result.bytes_read
         summary.bytes_text += result.bytes_text
@@ -260,6 +266,7 @@ def _convert_object(
             counts.bytes_text += parsed.text_bytes
             counts.rows += parsed.rows.num_rows
             counts.rejects += len(parsed.reject_lines)
+            counts.header_lines += parsed.header_lines
             counts.extra_field_rows += parsed.extra_rows
             counts.generations.update(parsed.generations)
             if parsed.rows.num_rows:
@@ -273,7 +280,7 @@ def _convert_object(
         _progress_queue.put((obj.size, 0, 0))
     # Only a fully read object counts: a SourceError above leaves `result` untouched.
     result.objects_converted += 1
-    for name in ("lines", "bytes_text", "rows", "rejects", "extra_field_rows", "bytes_read"):
+    for name in ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read"):
         setattr(result, name, getattr(result, name) + getattr(counts, name))
     result.generations.update(counts.generations)
 
@@ -299,18 +306,32 @@ def _write_rows(
     for f in fmt.per_object_fields:
         table = table.append_column(f.name, per_object_column(values[f.name], n))
     days = pc.cast(table.column(fmt.event_time), pa.date32())
+    key_day = _key_day(groups)
+    if days.null_count and key_day is not None:
+        # A line without an event time (a custom format that leaves it out): the delivery date in its key.
+        days = pc.fill_null(days, pa.scalar(key_day, pa.date32()))
     unique_days = pc.unique(days).to_pylist()
     for day in unique_days:
-        part = table if len(unique_days) == 1 else table.filter(pc.equal(days, day))
+        if len(unique_days) == 1:
+            part = table
+        else:
+            part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
         writer.write(_partition_path(fmt, groups, day), part)
 
 
-def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date) -> str:
+def _key_day(groups: dict[str, str]) -> date | None:
+    try:
+        return date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date | None) -> str:
     values = {
         "region": groups.get("region", UNKNOWN),
-        "year": f"{day.year:04d}",
-        "month": f"{day.month:02d}",
-        "day": f"{day.day:02d}",
+        "year": f"{day.year:04d}" if day else UNKNOWN,
+        "month": f"{day.month:02d}" if day else UNKNOWN,
+        "day": f"{day.day:02d}" if day else UNKNOWN,
     }
     return "/".join(f"{name}={values[name]}" for name in fmt.partitions)
 

@@ -1,0 +1,334 @@
+"""Header-defined delimited lines → typed Arrow tables, in bulk.
+
+For a `HeaderDelimited` grammar the object itself says the token order: a header line names the tokens of
+the data lines after it. This module finds the header and comment lines of a block with one RE2 kernel
+over the block's lines, cuts the block into runs of data lines that share a header, and hands each run to
+the `Delimited` machinery of `arrow_parse` (Arrow's CSV tokenizer, the exact slow path, typed kernels),
+built once per distinct header. Each run's columns are then placed in the format's union schema: a field
+the header does not name is null.
+
+Header and comment lines are counted in `Parsed.lines` and `Parsed.header_lines`; every other line is a
+row or a reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servicelogs.engines.arrow_parse import DelimitedParser, Parsed, _nulled, _split, _token_null, _typed_field
+from servicelogs.render.arrow import arrow_type
+from servicelogs.sources import line_blocks
+from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
+
+_NO_QUOTE = ""  # Delimited's "no quoting at all"
+
+
+class HeaderDelimitedParser:
+    """Parses one object's lines for one format with a HeaderDelimited grammar (one instance per object)."""
+
+    def __init__(self, fmt: LogFormat) -> None:
+        assert isinstance(fmt.grammar, HeaderDelimited)
+        self.fmt = fmt
+        self.grammar: HeaderDelimited = fmt.grammar
+        self._layouts: dict[tuple[str, ...] | None, _Layout] = {}
+        self._current: tuple[str, ...] | None = None  # names of the header in force; None: the default order
+
+    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
+        next_line = 1
+        for block in line_blocks(stream, key):
+            parsed = self.parse_block(block, next_line)
+            next_line += parsed.lines
+            yield parsed
+
+    def parse_block(self, block: bytes, first_line: int) -> Parsed:
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        marks = self._marked_lines(block, n_lines)
+        out = _Collector(self.fmt)
+        if not marks:  # most blocks: one run, and no need to know where each line starts
+            self._parse_run(block, first_line, out)
+        else:
+            starts = _line_starts(block, n_lines)
+            run_start = 0
+            for idx, names in marks:
+                if idx > run_start:
+                    self._parse_run(block[starts[run_start] : starts[idx]], first_line + run_start, out)
+                out.header_lines += 1
+                if names is not None:
+                    self._current = names
+                run_start = idx + 1
+            if run_start < n_lines:
+                self._parse_run(block[starts[run_start] :], first_line + run_start, out)
+        parsed = out.result()
+        parsed.lines, parsed.text_bytes = n_lines, len(block)
+        return parsed
+
+    def _marked_lines(self, block: bytes, n_lines: int) -> list[tuple[int, tuple[str, ...] | None]]:
+        """(line offset, header names or None for a comment) of the block's header and comment lines."""
+        text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
+        lines = pa.array(text.split(b"\n")[:n_lines], pa.binary())
+        # The same patterns run in RE2 (these kernels) and in Python `re` below: declarations keep to their
+        # common subset.
+        hit = pc.match_substring_regex(lines, self.grammar.header)
+        if self.grammar.comment is not None:
+            hit = pc.or_(hit, pc.match_substring_regex(lines, self.grammar.comment))
+        if not pc.any(hit).as_py():
+            return []
+        marks: list[tuple[int, tuple[str, ...] | None]] = []
+        for i in np.flatnonzero(hit.to_numpy(zero_copy_only=False)):
+            try:
+                line = lines[int(i)].as_py().decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # not a header AWS wrote: the run's parser rejects it as invalid UTF-8
+            m = self.grammar.header_regex.match(line)
+            names = tuple(m.group("names").split()) if m else ()
+            if names and any(n in self.grammar.by_name for n in names):
+                marks.append((int(i), names))
+            elif self.grammar.comment and _matches(self.grammar.comment, line):
+                marks.append((int(i), None))
+            # else: looked like a header but names no declared token: a data line
+        return marks
+
+    def _parse_run(self, segment: bytes, first_line: int, out: _Collector) -> None:
+        """Parse whole lines that share the header in force; `first_line` is the number of the first."""
+        layout = self._layouts.get(self._current)
+        if layout is None:
+            layout = self._layouts[self._current] = _Layout(self.fmt, self._current)
+        if layout.reject_reason:
+            out.reject_all(segment, first_line, layout.reject_reason)
+            return
+        assert layout.parser is not None
+        out.add(layout.parser.parse_block(segment, first_line), layout.generation)
+
+
+class _Layout:
+    """What one header (or the default order) means: a Delimited parser for its token order, or the reason
+    every data line under it is a reject."""
+
+    def __init__(self, fmt: LogFormat, names: tuple[str, ...] | None) -> None:
+        grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
+        self.reject_reason: str | None = None
+        self.parser: _RunParser | None = None
+        self.generation: str | None = None  # None: told per line by its token count
+        header = " ".join(names) if names else ""
+        for foreign in grammar.foreign_headers:
+            if _matches(foreign.pattern, header):
+                self.reject_reason = foreign.reason
+                return
+        if names is None:
+            tokens = tuple(grammar.by_name[n] for n in grammar.default)
+            # Only the generations the default order holds: a line's token count is told against those.
+            generations = tuple(g for g in grammar.generations if any(t.since == g.name for t in tokens))
+        else:
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                self.reject_reason = f"the object's header names {', '.join(repr(n) for n in twice)} more than once"
+                return
+            unknown = [n for n in names if n not in grammar.by_name]
+            if unknown and grammar.unknown_names == "reject":
+                self.reject_reason = (
+                    f"the object's header names {', '.join(repr(n) for n in unknown)}, "
+                    f"not a known {fmt.name} field: its columns cannot be placed"
+                )
+                return
+            tokens = tuple(grammar.by_name.get(n) or Token(n, (), since="") for n in names)
+            generations = (Generation("header", ""),)
+            self.generation = _header_generation(grammar, names)
+        missing = _missing_required(grammar, {t.name for t in tokens})
+        if missing:
+            self.reject_reason = (
+                f"field {missing!r} is missing: the object's {'header' if names else 'default order'} does not name it"
+            )
+            return
+        since = generations[0].name
+        run_tokens = tuple(dataclasses.replace(t, since=since) for t in tokens) if names else tokens
+        run_grammar = Delimited(
+            tokens=run_tokens,
+            generations=generations,
+            delimiter=grammar.delimiter,
+            quote=grammar.quote or _NO_QUOTE,
+        )
+        run_fmt = dataclasses.replace(fmt, grammar=run_grammar)
+        self.parser = _RunParser(run_fmt, fmt, names)
+
+
+class _RunParser(DelimitedParser):
+    """The Delimited parser of one token order, typing into the format's union schema."""
+
+    def __init__(self, run_fmt: LogFormat, fmt: LogFormat, names: tuple[str, ...] | None) -> None:
+        super().__init__(run_fmt)
+        self.union = fmt
+        grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
+        self.header_width = len(names) if names else None
+        self.unknown = [i for i, t in enumerate(run_fmt.grammar.tokens) if t.name not in grammar.by_name]
+        position = {t.name: i for i, t in enumerate(run_fmt.grammar.tokens)}
+        self.joins: list[tuple[Join, list[int] | None]] = [
+            (j, [position[n] for n in j.tokens] if all(n in position for n in j.tokens) else None)
+            for j in grammar.joins
+        ]
+
+    def _reason_for_shape(self, line: str, n: int) -> str | None:
+        if not line.strip():
+            return "empty line"
+        foreign = self.fmt.explain_foreign(line)
+        if foreign:
+            return foreign
+        if self.header_width is not None and n < self.header_width:
+            return f"{n} fields; the object's header names {self.header_width}"
+        if self.header_width is None and n < self.grammar.min_tokens:
+            return f"{n} fields; a {self.fmt.name} line without a header has at least {self.grammar.min_tokens}"
+        return None
+
+    def _typed_empty(self) -> pa.Table:
+        return _union_schema(self.union).empty_table()
+
+    def _typed(
+        self, token_columns: list[pa.Array], extras: pa.Array, numbers: np.ndarray
+    ) -> tuple[pa.Table, dict[int, str]]:
+        n = len(numbers)
+        bad: dict[int, str] = {}
+        typed: dict[str, pa.Array] = {}
+        for token, raw in zip(self.grammar.tokens, token_columns, strict=True):
+            if token.split is None:
+                for f in token.fields:  # the reader already made the common null token NULL
+                    typed[f.name] = _typed_field(f, raw if f.null == self.csv_null else _nulled(raw, f.null), bad)
+                continue
+            for f, values in zip(token.fields, _split(token, _nulled(raw, _token_null(token))), strict=True):
+                typed[f.name] = _typed_field(f, _nulled(values, f.null), bad)
+        for join, positions in self.joins:
+            if positions is not None:
+                values = pc.binary_join_element_wise(*(token_columns[i] for i in positions), join.separator)
+                typed[join.field.name] = _typed_field(join.field, _nulled(values, join.field.null), bad)
+        if self.unknown:
+            extras = _prepend(extras, [token_columns[i] for i in self.unknown])
+        arrays = [typed.get(f.name, pa.nulls(n, arrow_type(f.type))) for f in self.union.fields]
+        arrays += [extras, pa.array(numbers, pa.int64())]
+        table = pa.Table.from_arrays(arrays, schema=_union_schema(self.union))
+        if bad:
+            keep = np.ones(n, dtype=bool)
+            keep[list(bad)] = False
+            table = table.filter(pa.array(keep))
+        return table, bad
+
+
+class _Collector:
+    """Gathers the outcome of a block's runs into one Parsed."""
+
+    def __init__(self, fmt: LogFormat) -> None:
+        self.fmt = fmt
+        self.tables: list[pa.Table] = []
+        self.reject_lines: list[int] = []
+        self.reject_raw: list[str] = []
+        self.reject_reasons: list[str] = []
+        self.extra_rows = 0
+        self.header_lines = 0
+        self.generations: Counter[str] = Counter()
+
+    def add(self, parsed: Parsed, generation: str | None) -> None:
+        if parsed.rows.num_rows:
+            self.tables.append(parsed.rows)
+        self.reject_lines += parsed.reject_lines
+        self.reject_raw += parsed.reject_raw
+        self.reject_reasons += parsed.reject_reasons
+        self.extra_rows += parsed.extra_rows
+        if generation is None:
+            self.generations.update(parsed.generations)
+        elif parsed.rows.num_rows:
+            self.generations[generation] += parsed.rows.num_rows
+
+    def reject_all(self, segment: bytes, first_line: int, reason: str) -> None:
+        lines = segment.split(b"\n")
+        if segment.endswith(b"\n"):
+            lines.pop()
+        for offset, raw in enumerate(lines):
+            raw = raw.rstrip(b"\r")
+            self.reject_lines.append(first_line + offset)
+            self.reject_raw.append(raw.decode("utf-8", "backslashreplace"))
+            self.reject_reasons.append(reason if raw.strip() else "empty line")
+
+    def result(self) -> Parsed:
+        if not self.tables:
+            rows = _union_schema(self.fmt).empty_table()
+        else:
+            rows = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+        return Parsed(
+            rows,
+            0,
+            0,
+            self.reject_lines,
+            self.reject_raw,
+            self.reject_reasons,
+            self.extra_rows,
+            self.generations,
+            self.header_lines,
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _union_schema(fmt: LogFormat) -> pa.Schema:
+    fields = [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
+    return pa.schema([*fields, pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())])
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.search(pattern, text) is not None
+
+
+def _line_starts(block: bytes, n_lines: int) -> np.ndarray:
+    """Byte offset of each line's start, plus the block's end (so line i is block[s[i]:s[i+1]])."""
+    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    starts = np.empty(n_lines + 1, dtype=np.int64)
+    starts[0] = 0
+    starts[1:n_lines] = newlines[: n_lines - 1] + 1
+    starts[n_lines] = len(block)
+    return starts
+
+
+def _missing_required(grammar: HeaderDelimited, present: set[str]) -> str | None:
+    """The first required field (null=None) that the given tokens cannot give, if any."""
+    for j in grammar.joins:
+        if j.field.null is None and not all(n in present for n in j.tokens):
+            return j.field.name
+    for t in grammar.tokens:
+        for f in t.fields:
+            if f.null is None and t.name not in present:
+                return f.name
+    return None
+
+
+def _header_generation(grammar: HeaderDelimited, names: tuple[str, ...]) -> str:
+    """The declared generation a header spells out (the default order up to that generation); otherwise the
+    latest generation among its names, marked custom."""
+    if names == grammar.default[: len(names)]:
+        seen = 0
+        for gen in grammar.generations:
+            seen += sum(1 for n in grammar.default if grammar.by_name[n].since == gen.name)
+            if seen == len(names):
+                return gen.name
+    order = [g.name for g in grammar.generations]
+    known = [grammar.by_name[n].since for n in names if n in grammar.by_name]
+    latest = max(known, key=order.index) if known else "?"
+    return f"{latest} custom ({len(names)} fields)"
+
+
+def _prepend(extras: pa.Array, columns: list[pa.Array | pa.ChunkedArray]) -> pa.Array:
+    """extra_fields with the values of `columns` (tokens the header names but the format does not declare)
+    in front of each row's own extra values."""
+    n, k = len(columns[0]), len(columns)
+    if extras.null_count == len(extras):
+        values = pa.chunked_array([c.cast(pa.string()) for c in columns]).combine_chunks()
+        order = (np.arange(k)[None, :] * n + np.arange(n)[:, None]).ravel()
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), values.take(order))
+    # Rare (unknown names and trailing values together): row by row.
+    heads = [list(r) for r in zip(*(c.to_pylist() for c in columns), strict=True)]
+    tails = extras.to_pylist()
+    return pa.array([h + (t or []) for h, t in zip(heads, tails, strict=True)], pa.list_(pa.string()))
