@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from servicelogs import formats
-from servicelogs.spec import Field, Split
+from servicelogs.spec import Field, HeaderDelimited, LogFormat, Split
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
 
 SQL_TYPES = {
@@ -26,6 +26,8 @@ SQL_TYPES = {
 
 def _typed(f: Field, expr: str) -> str:
     value = f"NULLIF({expr}, '{f.null}')" if f.null is not None else expr
+    if f.type == TIMESTAMP and f.time_format == "%s":
+        return f"to_timestamp(TRY_CAST({value} AS BIGINT))"
     if f.type == TIMESTAMP and f.time_format:
         return f"try_strptime({value}, {_q(f.time_format)})"
     return value if f.type == STRING else f"TRY_CAST({value} AS {SQL_TYPES[f.type]})"
@@ -39,9 +41,13 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def baseline_sql(fmt_name: str, source: Path, target: Path, threads: int) -> str:
+def baseline_sql(fmt_name: str, source: Path, target: Path, threads: int, header: list[str] | None = None) -> str:
+    """The pipeline for `fmt_name`. For a header-defined format, `header` is the objects' header lines (a user
+    reads their own header once and writes the column list from it)."""
     fmt = formats.get(fmt_name)
     grammar = fmt.grammar
+    if isinstance(grammar, HeaderDelimited):
+        return _header_defined_sql(fmt, source, target, threads, header or [])
     columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(grammar.piece_count))
     selects = []
     at = 0
@@ -88,6 +94,46 @@ COPY (
                   strict_mode = false, ignore_errors = true, filename = true, auto_detect = false)
   )
 ) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY (region, year, month, day), COMPRESSION zstd);
+"""
+
+
+def _header_defined_sql(fmt: LogFormat, source: Path, target: Path, threads: int, header: list[str]) -> str:
+    grammar = fmt.grammar
+    assert isinstance(grammar, HeaderDelimited)
+    names = next(
+        grammar.header_regex.match(line).group("names").split()
+        for line in header  # type: ignore[union-attr]
+        if grammar.header_regex.match(line)
+    )
+    columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(len(names)))
+    position = {name: f"t{i}" for i, name in enumerate(names)}
+    selects = []
+    for name in names:
+        token = grammar.by_name.get(name)
+        if token is not None:
+            selects += [f"{_typed(f, position[name])} AS {f.name}" for f in token.fields]
+    for join in grammar.joins:
+        if all(t in position for t in join.tokens):
+            expr = f"concat_ws({_q(join.separator)}, {', '.join(position[t] for t in join.tokens)})"
+            selects.append(f"{_typed(join.field, expr)} AS {join.field.name}")
+    when = fmt.event_time
+    parts = [p for p in fmt.partitions if p != "region"]
+    region = ""
+    if "region" in fmt.partitions:
+        layout = fmt.key_layouts[0].regex
+        region = f", regexp_extract(filename, {_q(layout.pattern)}, {layout.groupindex['region']}) AS region"
+    return f"""
+SET threads = {threads};
+COPY (
+  SELECT *, strftime({when}, '%Y') AS year, strftime({when}, '%m') AS month, strftime({when}, '%d') AS day
+  FROM (
+    SELECT {", ".join(selects)}{region}, filename AS source_key
+    FROM read_csv({_q(str(source) + "/**/*")}, delim = {_q(grammar.delimiter)}, quote = '', header = false,
+                  skip = {len(header)}, columns = {{{columns}}}, null_padding = true, strict_mode = false,
+                  ignore_errors = true, filename = true, auto_detect = false)
+  )
+) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY ({", ".join((["region"] if region else []) + parts)}),
+                        COMPRESSION zstd);
 """
 
 

@@ -63,7 +63,7 @@ def write_corpus(
     megabytes: float,
     templates: Sequence[Sequence[str]],
     *,
-    preamble: Sequence[str] = (),
+    preambles: Sequence[Sequence[str]] = (),
     object_megabytes: float = 8.0,
     regions: Sequence[str] = ("us-east-1", "eu-west-1", "ap-southeast-2"),
     first_day: date = date(2024, 3, 1),
@@ -74,11 +74,15 @@ def write_corpus(
     """Write about `megabytes` MB of log text under `out`, in objects of about `object_megabytes` each.
 
     `templates` are groups of real lines; each object draws from one group, as a real object holds one
-    layout. `preamble` lines (a header, say) start every object. Objects are gzipped when `compress` says so;
-    by default when the key layout's template ends in .gz, as AWS does.
+    layout; `preambles[i]` (a header, say), if given, starts every object of group i. Objects are gzipped
+    when `compress` says so; by default when the key layout's template ends in .gz, as AWS does.
     """
     rng = random.Random(seed)
     layout = fmt.key_layouts[0]
+    # Placeholders the generator has no value for take the layout's own example's (a CloudFront distribution
+    # id, an S3 bucket), so generated keys match the layout.
+    match = layout.regex.search(layout.example)
+    example_groups = {k: v for k, v in (match.groupdict() if match else {}).items() if v is not None}
     corpus = Corpus()
     target = int(megabytes * 1e6)
     per_object = max(1, int(object_megabytes * 1e6))
@@ -102,9 +106,12 @@ def write_corpus(
             minute=f"{rng.randrange(0, 60, 5):02d}",
             second=f"{rng.randrange(60):02d}",
         )
+        for name, value in example_groups.items():
+            fill.setdefault(name, value)
         key = layout.template.format_map(fill)
         gzipped = key.endswith(".gz") if compress is None else compress
         size = min(per_object, target - corpus.text_bytes)
+        preamble = preambles[group] if preambles else ()
         chunks = ["".join(line + "\n" for line in preamble)]
         written = len(chunks[0])
         while written < size:

@@ -71,28 +71,35 @@ class HeaderDelimitedParser:
         return parsed
 
     def _marked_lines(self, block: bytes, n_lines: int) -> list[tuple[int, tuple[str, ...] | None]]:
-        """(line offset, header names or None for a comment) of the block's header and comment lines."""
+        """(line offset, header names or None for a comment) of the block's header and comment lines.
+
+        RE2 (an Arrow kernel, line anchors on) finds candidate lines across the whole block, so a block of
+        data lines costs one scan; Python `re` then judges each candidate. The patterns run in both engines:
+        declarations keep to their common subset."""
         text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
-        lines = pa.array(text.split(b"\n")[:n_lines], pa.binary())
-        # The same patterns run in RE2 (these kernels) and in Python `re` below: declarations keep to their
-        # common subset.
-        hit = pc.match_substring_regex(lines, self.grammar.header)
-        if self.grammar.comment is not None:
-            hit = pc.or_(hit, pc.match_substring_regex(lines, self.grammar.comment))
-        if not pc.any(hit).as_py():
-            return []
+        patterns = [self.grammar.header] + ([self.grammar.comment] if self.grammar.comment else [])
+        anywhere = "(?m)" + "|".join(f"(?:{p})" for p in patterns)
         marks: list[tuple[int, tuple[str, ...] | None]] = []
-        for i in np.flatnonzero(hit.to_numpy(zero_copy_only=False)):
+        pos = line_idx = counted_to = 0
+        while pos < len(text):
+            found = _find_regex(text, anywhere, pos)
+            if found < 0:
+                break
+            start = text.rfind(b"\n", 0, found) + 1
+            end = text.find(b"\n", found)
+            end = len(text) if end < 0 else end
+            line_idx += text.count(b"\n", counted_to, start)
+            counted_to, pos = start, end + 1
             try:
-                line = lines[int(i)].as_py().decode("utf-8")
+                line = text[start:end].decode("utf-8")
             except UnicodeDecodeError:
                 continue  # not a header AWS wrote: the run's parser rejects it as invalid UTF-8
             m = self.grammar.header_regex.match(line)
             names = tuple(m.group("names").split()) if m else ()
             if names and any(n in self.grammar.by_name for n in names):
-                marks.append((int(i), names))
+                marks.append((line_idx, names))
             elif self.grammar.comment and _matches(self.grammar.comment, line):
-                marks.append((int(i), None))
+                marks.append((line_idx, None))
             # else: looked like a header but names no declared token: a data line
         return marks
 
@@ -277,6 +284,15 @@ class _Collector:
 def _union_schema(fmt: LogFormat) -> pa.Schema:
     fields = [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
     return pa.schema([*fields, pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())])
+
+
+def _find_regex(data: bytes, pattern: str, start: int) -> int:
+    """Offset of the first match of `pattern` in data[start:] (RE2, no copy of the data), or -1."""
+    view = pa.Array.from_buffers(
+        pa.binary(), 1, [None, pa.array([start, len(data)], pa.int32()).buffers()[1], pa.py_buffer(data)]
+    )
+    at = pc.find_substring_regex(view, pattern)[0].as_py()
+    return -1 if at < 0 else start + at
 
 
 def _matches(pattern: str, text: str) -> bool:

@@ -52,7 +52,7 @@ class PartitionedWriter:
             path = self.staging / partition / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = pq.ParquetWriter(
-                path, self.schema, compression="zstd", compression_level=3, write_statistics=True, use_dictionary=True
+                path, self.schema, compression="zstd", compression_level=1, write_statistics=True, use_dictionary=True
             )
             self._writers[partition] = writer
         table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema)

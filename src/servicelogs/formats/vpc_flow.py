@@ -139,7 +139,7 @@ FORMAT = LogFormat(
             "aws",
             rf"(?:^|/)AWSLogs/(?P<log_account_id>\d{{12}})/vpcflowlogs/(?P<region>[a-z0-9-]+)/{_DAY}{_FILE}$",
             "AWSLogs/{account_id}/vpcflowlogs/{region}/{year}/{month}/{day}/"
-            "{account_id}_vpcflowlogs_{region}_{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
+            "{account_id}_vpcflowlogs_{region}_fl-{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/05/28/"
             "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
         ),
@@ -150,7 +150,7 @@ FORMAT = LogFormat(
             r"(?:hour=\d{2}/)?" + _FILE + "$",
             "AWSLogs/aws-account-id={account_id}/aws-service=vpcflowlogs/aws-region={region}/"
             "year={year}/month={month}/day={day}/"
-            "{account_id}_vpcflowlogs_{region}_{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
+            "{account_id}_vpcflowlogs_{region}_fl-{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
             "year=2024/month=05/day=28/123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
         ),
@@ -159,7 +159,7 @@ FORMAT = LogFormat(
             r"(?:^|/)(?P<log_account_id>\d{12})_vpcflowlogs_(?P<region>[a-z0-9-]+)_fl-[0-9a-z]+_"
             r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T\d{4}Z_"
             r"[0-9a-zA-Z]+\.log(?:\.gz)?$",
-            "{account_id}_vpcflowlogs_{region}_{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
+            "{account_id}_vpcflowlogs_{region}_fl-{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
         ),
     ),
