@@ -61,7 +61,8 @@ class RecordSplitter:
         self.records = 0  # records handed on so far
         self.empty_array = False
 
-    def split(self, stream: BinaryIO, key: str, block_size: int = BLOCK_BYTES) -> Iterator[Pieces]:
+    def split(self, stream: BinaryIO, key: str, block_size: int | None = None) -> Iterator[Pieces]:
+        block_size = block_size or BLOCK_BYTES
         carry = b""
         after_array = b""
         while True:
