@@ -23,16 +23,12 @@ import pyarrow.compute as pc
 from servicelogs import formats
 from servicelogs.engines.arrow_parse import Parsed
 from servicelogs.engines.json_split import Pieces, RecordSplitter
+from servicelogs.engines.json_types import duckdb_structure, typed
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Field, JsonRecords, LogFormat
-from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, JSON, STRING, TIMESTAMP, ListOf, StructOf, Type
+from servicelogs.types import STRING, ListOf, StructOf
 
 _TRIM = " \t\r\n,"
-_ISO_UTC = r'"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z"'
-_SQL_SCALARS = {STRING: "VARCHAR", JSON: "JSON", BOOLEAN: "BOOLEAN", TIMESTAMP: "TIMESTAMP", INT: "INTEGER"}
-_SQL_SCALARS |= {BIGINT: "BIGINT", DOUBLE: "DOUBLE"}
-_WORDS = {BOOLEAN: "a boolean", TIMESTAMP: "an ISO 8601 UTC timestamp", INT: "an integer", BIGINT: "an integer"}
-_WORDS |= {DOUBLE: "a number"}
 
 
 @dataclass
@@ -83,26 +79,30 @@ class JsonRecordsParser:
             raw = pa.array([_piece(pieces, i).decode() if good[i] else None for i in range(n)], pa.large_string())
             raw, numbers = raw.filter(pa.array(good)), numbers[good]
         texts = pc.utf8_trim(raw, _TRIM)
-        kinds = self.plan.kinds(texts)
-        is_object = pc.fill_null(pc.equal(kinds, "OBJECT"), False)
-        if not pc.all(is_object).as_py():
-            for i in np.flatnonzero(~is_object.to_numpy(zero_copy_only=False)):
-                text = texts[int(i)].as_py()
-                self._reject(out, int(numbers[i]), text, _not_object(text, kinds[int(i)].as_py()))
-            texts, numbers = texts.filter(is_object), numbers[is_object.to_numpy(zero_copy_only=False)]
         if len(texts):
             self._typed(out, texts, numbers)
         out.lines = out.rows.num_rows + len(out.reject_lines)
         return out
 
     def _typed(self, out: JsonParsed, texts: pa.Array, numbers: np.ndarray) -> None:
-        result = self.plan.typed(texts, numbers)
+        result = self.plan.run(texts, numbers)
+        kind = result.column("_kind")
+        if kind.null_count < len(kind):  # values that are not JSON objects: worded one by one (rare)
+            bad = pc.is_valid(kind)
+            for number, text, what in zip(
+                result.column("line_number").filter(bad).to_pylist(),
+                result.column("_text").filter(bad).to_pylist(),
+                kind.filter(bad).to_pylist(),
+                strict=True,
+            ):
+                self._reject(out, number, text, _not_object(text, what))
+            result = result.filter(pc.is_null(kind))
         skip = result.column("_skip")
         if skip.null_count < len(skip):
             out.notes.update(v for v in skip.to_pylist() if v is not None)
             result = result.filter(pc.is_null(skip))
-        reason = result.column("_reason")
-        if reason.null_count < len(reason):
+        result, reason = self.plan.type_columns(result)
+        if reason is not None and reason.null_count < len(reason):
             bad = pc.is_valid(reason)
             for number, text, why in zip(
                 result.column("line_number").filter(bad).to_pylist(),
@@ -116,8 +116,7 @@ class JsonRecordsParser:
         out.rows = rows
         out.extra_rows = rows.num_rows - rows.column("extra_fields").null_count
         if self.grammar.version_key and rows.num_rows:
-            column = self.plan.version_column
-            for item in pc.value_counts(rows.column(column)).to_pylist():
+            for item in pc.value_counts(rows.column(self.plan.version_column)).to_pylist():
                 out.generations[str(item["values"])] += item["counts"]
 
     def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
@@ -141,7 +140,7 @@ def _utf8(e: UnicodeDecodeError) -> str:
 def _not_object(text: str | None, kind: str | None) -> str:
     if not text:
         return "an empty record (a separator with no value, or an empty line)"
-    if kind is None:
+    if not kind:
         return "not valid JSON (a truncated or malformed record)"
     return f"a JSON {kind.lower()}, not an object: a record must be a JSON object"
 
@@ -150,14 +149,20 @@ def _not_object(text: str | None, kind: str | None) -> str:
 
 
 class _Plan:
-    """The DuckDB statements that type one format's records, and the Arrow schema they end in."""
+    """The DuckDB statement that takes one format's records apart, and the typing that follows in Arrow.
+
+    DuckDB parses each record once (json_transform into the declared keys) and hands over strings as
+    they are, free-form values as JSON text, and every value Arrow must type as JSON text too
+    (`json_types`). Checks that need the JSON itself (a key every record must have, a struct that is
+    not an object) are SQL; the record's other keys become extra_fields.
+    """
 
     def __init__(self, fmt: LogFormat) -> None:
         grammar = fmt.grammar
         assert isinstance(grammar, JsonRecords)
-        fields = [f for f in fmt.fields]
+        self.keys = grammar.keys
         self.empty = pa.schema(
-            [pa.field(f.name, arrow_type(f.type)) for f in fields]
+            [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
             + [pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())]
         ).empty_table()
         self.version_column = next(
@@ -172,15 +177,24 @@ class _Plan:
 
         columns, required, checks = [], [], []
         for i, k in enumerate(grammar.keys):
-            x = f"j[{_lit(k.key)}]"
-            expr, misfits = _column(k.field.type, x, structure[k.key] == "VARCHAR")
-            columns.append(f"{expr} AS c{i}")
+            x, t = f"j[{_lit(k.key)}]", k.field.type
             if k.field.null is None:
                 required.append(f"CASE WHEN {x} IS NULL THEN {_lit(f'field {k.key!r} is missing or null')} END")
-            for bad, value, words in misfits:
-                message = f"{_lit(f'field {k.field.name!r}')} || {value} || {_lit(' is not ' + words)}"
-                checks.append(f"CASE WHEN {bad.replace('{col}', f'c{i}')} THEN {message} END")
-        checks = required + checks
+            if t == STRING:
+                text = x if structure[k.key] == "VARCHAR" else f"({x} ->> '$')"
+                columns.append(f"{text} AS c{i}")
+            elif isinstance(t, StructOf | ListOf):
+                opener = "{" if isinstance(t, StructOf) else "["
+                shape = f"a JSON {'object' if opener == '{' else 'array'}"
+                fits = f"left(CAST({x} AS VARCHAR), 1) = {_lit(opener)}"
+                sub = _lit(json.dumps(duckdb_structure(t)))
+                columns.append(f"CASE WHEN {fits} THEN json_transform({x}, {sub}) END AS c{i}")
+                checks.append(
+                    f"CASE WHEN {x} IS NOT NULL AND NOT {fits} THEN "
+                    f"{_lit(f'field {k.field.name!r}: ')} || CAST({x} AS VARCHAR) || {_lit(' is not ' + shape)} END"
+                )
+            else:  # JSON text as written; Arrow types the scalars (json_types)
+                columns.append(f"CAST({x} AS VARCHAR) AS c{i}")
         skips = [
             f"CASE WHEN {' AND '.join(f'j[{_lit(key)}] IS NOT NULL' for key in s.keys)} THEN {_lit(s.reason)} END"
             for s in grammar.skip_objects
@@ -192,91 +206,41 @@ class _Plan:
             "AS VARCHAR))"
         )
         self.names = [k.field.name for k in grammar.keys]
-        # Checks read the typed columns (c0, c1 …) of the inner select: each value is converted once.
+        # A record is parsed only if it is a JSON object; CASE evaluates its branch for those rows only.
         self.sql = (
-            f"SELECT * EXCLUDE (j), {_coalesce(checks)} AS _reason, {_coalesce(skips)} AS _skip FROM ("
-            f"SELECT n AS line_number, rec AS _text, j, {', '.join(columns)}, "
-            f"CASE WHEN len(x) > 0 THEN x END AS extra_fields FROM ("
-            f"SELECT n, rec, json_transform(rec, {_lit(json.dumps(structure))}) AS j, {extras} AS x FROM records))"
+            f"SELECT * EXCLUDE (j, x), CASE WHEN len(x) > 0 THEN x END AS extra_fields, "
+            f"{_coalesce(required + checks)} AS _reason, {_coalesce(skips)} AS _skip FROM ("
+            f"SELECT n AS line_number, rec AS _text, _kind, j, x, {', '.join(columns)} FROM ("
+            f"SELECT n, rec, CASE WHEN ok THEN json_transform(rec, {_lit(json.dumps(structure))}) END AS j, "
+            f"CASE WHEN ok THEN {extras} END AS x, "
+            f"CASE WHEN NOT ok THEN CASE WHEN json_valid(rec) THEN json_type(rec) ELSE '' END END AS _kind FROM ("
+            f"SELECT n, rec, starts_with(rec, '{{') AND json_valid(rec) AS ok FROM records)))"
         )
 
-    def kinds(self, texts: pa.Array) -> pa.Array:
-        con = _connection()
-        con.register("records", pa.table({"rec": texts}))
-        try:
-            got = con.sql("SELECT CASE WHEN json_valid(rec) THEN json_type(rec) END AS kind FROM records")
-            return got.to_arrow_table().column("kind").combine_chunks()
-        finally:
-            con.unregister("records")
-
-    def typed(self, texts: pa.Array, numbers: np.ndarray) -> pa.Table:
+    def run(self, texts: pa.Array, numbers: np.ndarray) -> pa.Table:
         con = _connection()
         con.register("records", pa.table({"n": pa.array(numbers, pa.int64()), "rec": texts}))
         try:
-            result = con.sql(self.sql).to_arrow_table()
+            return con.sql(self.sql).to_arrow_table()
         finally:
             con.unregister("records")
-        renames = {f"c{i}": name for i, name in enumerate(self.names)}
-        return result.rename_columns([renames.get(c, c) for c in result.column_names])
 
-
-Misfit = tuple[str, str, str]  # (SQL true where a value does not fit, SQL of the value's words, type words)
-
-
-def _column(t: Type, x: str, is_varchar: bool) -> tuple[str, list[Misfit]]:
-    """The SQL of the typed value of the top-level value `x` (JSON, or VARCHAR when every use of its key
-    is STRING), and its misfits; in a misfit's SQL, `{col}` stands for the typed column."""
-    text = f"CAST({x} AS VARCHAR)"
-    value = f"': ' || {text}"
-    if t == STRING:
-        return (x if is_varchar else f"({x} ->> '$')"), []
-    if t == JSON:
-        return text, []
-    if isinstance(t, StructOf | ListOf):
-        kind = "OBJECT" if isinstance(t, StructOf) else "ARRAY"
-        misfits = [(f"{x} IS NOT NULL AND json_type({x}) <> '{kind}'", value, f"a JSON {kind.lower()}")]
-        for path, leaf in _typed_leaves(t) if isinstance(t, StructOf) else ():
-            member = f"json_extract({x}, {_lit('/' + '/'.join(path))})"
-            typed = "{col}" + "".join(f"[{_lit(p)}]" for p in path)
-            bad = f"json_type({x}) = 'OBJECT' AND {member} IS NOT NULL AND json_type({member}) <> 'NULL' AND "
-            bad += f"({typed} IS NULL" + (f" OR NOT {_iso_utc(member)})" if leaf == TIMESTAMP else ")")
-            words = f"' member ' || {_lit('.'.join(path))} || ': ' || CAST({member} AS VARCHAR)"
-            misfits.append((bad, words, _WORDS[leaf]))
-        # Anything else that keeps the transform from fitting the value (it then gives null).
-        misfits.append((f"json_type({x}) = '{kind}' AND {{col}} IS NULL", value, f"of the declared {kind.lower()}"))
-        return f"json_transform({x}, {_lit(json.dumps(_structure(t)))})", misfits
-    if t == BOOLEAN:
-        expr = f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false WHEN '\"true\"' THEN true "
-        expr += "WHEN '\"false\"' THEN false END"
-    elif t == TIMESTAMP:
-        expr = f"CASE WHEN {_iso_utc(x)} THEN TRY_CAST({x} ->> '$' AS TIMESTAMP) END"
-    elif t in (INT, BIGINT, DOUBLE):
-        expr = f"TRY_CAST({text} AS {_SQL_SCALARS[t]})"
-    else:
-        raise NotImplementedError(t)
-    return expr, [(f"{x} IS NOT NULL AND {{col}} IS NULL", value, _WORDS[t])]
-
-
-def _iso_utc(json_value: str) -> str:
-    # DuckDB's casts also take a date alone or an offset (and drop it): only "…Z" is UTC as declared.
-    return f"regexp_full_match(CAST({json_value} AS VARCHAR), {_lit(_ISO_UTC)})"
-
-
-def _structure(t: Type) -> object:
-    if isinstance(t, StructOf):
-        return {name: _structure(member) for name, member in t.members}
-    if isinstance(t, ListOf):
-        return [_structure(t.item)]
-    return _SQL_SCALARS[t]
-
-
-def _typed_leaves(t: StructOf, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Type]]:
-    """Members (outside lists) whose type can refuse a value: their misfit must not pass as a null."""
-    for name, member in t.members:
-        if isinstance(member, StructOf):
-            yield from _typed_leaves(member, (*prefix, name))
-        elif member not in (STRING, JSON) and not isinstance(member, ListOf):
-            yield (*prefix, name), member
+    def type_columns(self, result: pa.Table) -> tuple[pa.Table, pa.Array | None]:
+        """The typed columns under the fields' names, and per row the first reason it is a reject."""
+        reasons = [result.column("_reason").combine_chunks()]
+        arrays, names = [], []
+        for i, k in enumerate(self.keys):
+            values = result.column(f"c{i}").combine_chunks()
+            out, why = typed(values, k.field.type, k.field.name)
+            arrays.append(out)
+            names.append(k.field.name)
+            if why is not None:
+                reasons.append(why)
+        for name in ("extra_fields", "line_number", "_text"):
+            arrays.append(result.column(name))
+            names.append(name)
+        reason = reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
+        return pa.Table.from_arrays(arrays, names=names), reason
 
 
 def _lit(text: str) -> str:

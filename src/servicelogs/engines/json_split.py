@@ -22,7 +22,7 @@ import numpy as np
 
 from servicelogs.errors import SourceError
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20  # measured: 8 MB blocks are no faster and DuckDB then peaks ~130 MB higher
 
 _QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
 _STRUCTURAL = np.zeros(256, dtype=bool)
