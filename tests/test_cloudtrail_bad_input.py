@@ -52,17 +52,19 @@ def test_truncated_object_keeps_the_complete_records(convert):
 
 def test_records_that_are_not_objects(convert):
     first, second = json.dumps(event(1)), json.dumps(event(2))
-    body = '{"Records": [1, "text", [1, 2], null, ' + first + ', {"eventVersion": }, , ' + second + "]}"
+    body = '{"Records": [1, "text", [1, 2], null, ' + first + ', {"eventVersion": }, , ' + second + ", -2.5, true]}"
     out = convert("cloudtrail", {KEY: body})
     assert [r["eventID"] for r in out.rows] == ["id-1", "id-2"]
     assert [r["line_number"] for r in out.rows] == [5, 8]
     assert [(r["line_number"], r["raw_line"], r["reason"]) for r in out.rejects] == [
-        (1, "1", "a JSON ubigint, not an object: a record must be a JSON object"),
-        (2, '"text"', "a JSON varchar, not an object: a record must be a JSON object"),
-        (3, "[1, 2]", "a JSON array, not an object: a record must be a JSON object"),
-        (4, "null", "a JSON null, not an object: a record must be a JSON object"),
+        (1, "1", "a JSON value that is a number, not an object: a record must be a JSON object"),
+        (2, '"text"', "a JSON value that is a string, not an object: a record must be a JSON object"),
+        (3, "[1, 2]", "a JSON value that is an array, not an object: a record must be a JSON object"),
+        (4, "null", "a JSON value that is null, not an object: a record must be a JSON object"),
         (6, '{"eventVersion": }', "not valid JSON (a truncated or malformed record)"),
         (7, "", "an empty record (a separator with no value, or an empty line)"),
+        (9, "-2.5", "a JSON value that is a number, not an object: a record must be a JSON object"),
+        (10, "true", "a JSON value that is a boolean, not an object: a record must be a JSON object"),
     ]
 
 

@@ -29,7 +29,7 @@ class ListOf(Type):
 
 @dataclass(frozen=True)
 class StructOf(Type):
-    """A record of named, typed members (CloudTrail's userIdentity); members keep their source names."""
+    """A record of named, typed members (a JSON object); members keep their source names."""
 
     members: tuple[tuple[str, Type], ...] = ()
 

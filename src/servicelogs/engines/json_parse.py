@@ -1,10 +1,11 @@
 """JSON records → typed Arrow tables, in bulk, for formats with a JsonRecords grammar.
 
 `json_split` cuts the decompressed object into record texts (numpy, streaming, bounded memory). Each
-block of records becomes one Arrow string column that DuckDB's JSON reader types in one SQL statement
-built from the declaration: one parse per record into the declared top-level keys, then per column a
-conversion and a check whose failure is the reject reason (naming the field and the value). Python
-looks at single records only to word the reason of a record that is not a JSON object.
+block of records becomes one Arrow string column (zero-copy over the decompressed bytes) that DuckDB
+takes apart in one SQL statement built from the declaration: one parse per record into its declared
+top-level keys, strings as they are, everything else as JSON text. `json_types` then types the values
+with Arrow kernels, strictly, and words the reason of each misfit (field, member, value). Python looks
+at single records only to collect the rejects.
 """
 
 from __future__ import annotations
@@ -137,12 +138,15 @@ def _utf8(e: UnicodeDecodeError) -> str:
     return f"invalid UTF-8 at byte {e.start} of the record"
 
 
+_JSON_KINDS = {"ARRAY": "an array", "VARCHAR": "a string", "BOOLEAN": "a boolean", "NULL": "null"}
+
+
 def _not_object(text: str | None, kind: str | None) -> str:
     if not text:
         return "an empty record (a separator with no value, or an empty line)"
     if not kind:
         return "not valid JSON (a truncated or malformed record)"
-    return f"a JSON {kind.lower()}, not an object: a record must be a JSON object"
+    return f"a JSON value that is {_JSON_KINDS.get(kind, 'a number')}, not an object: a record must be a JSON object"
 
 
 # -- the SQL, built once per format from its declaration ------------------------------------------------
