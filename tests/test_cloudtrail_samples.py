@@ -9,6 +9,8 @@ import duckdb
 import pytest
 from conftest import FIXTURES, SAMPLES
 
+from servicelogs import formats
+
 HERE = FIXTURES / "cloudtrail"
 DAY = "AWSLogs/123456789012/CloudTrail/us-east-1/2023/07/19"
 
@@ -346,3 +348,20 @@ def test_format_examples(convert):
             if name == fmt.event_time:
                 want = datetime.fromisoformat(want.replace("Z", "+00:00"))
             assert row[name] == want, name
+
+
+def test_version_1_11_event_unwrapped_from_cloudwatch(convert):
+    """The CloudWatch payload is rejected as a whole; its message, delivered as a JSON line, is a 1.11 event."""
+    payload = json.loads((HERE / "otel-collector-contrib-awslogsencoding-cloudtrail_log_cw.json").read_text())
+    (message,) = [e["message"] for e in payload["logEvents"]]
+    (row,) = convert("cloudtrail", {key(1): message}).rows
+    event = json.loads(message)
+    assert row["eventVersion"] == "1.11" and event["eventVersion"] == "1.11"
+    assert row["eventTime"] == utc(2026, 1, 28, 9, 26, 59)
+    assert (row["eventSource"], row["eventName"]) == ("s3.amazonaws.com", "PutObject")
+    assert row["vpcEndpointId"] == event["vpcEndpointId"] == "AWS Internal"
+    assert json.loads(row["json_additionalEventData"]) == event["additionalEventData"]
+    assert row["readOnly"] is event["readOnly"] and row["managementEvent"] is event["managementEvent"]
+    declared = {k.key for k in formats.get("cloudtrail").grammar.keys}
+    extra = [json.dumps({k: v}, separators=(",", ":")) for k, v in event.items() if k not in declared]
+    assert row["extra_fields"] == (extra or None)

@@ -193,7 +193,8 @@ class Example:
 EXTRA_FIELDS = Field(
     "extra_fields",
     STRING_LIST,
-    "Values after the last declared token: fields AWS appended after this declaration. Null when the line has none.",
+    "Values after the last declared token: fields AWS appended after this declaration (JSON record formats: the "
+    'undeclared top-level keys, each as a {"key": value} JSON text). Null when the line has none.',
     null=None,
 )
 ACCOUNT_ID = Field("account_id", STRING, "AWS account id, from the object key.")

@@ -100,7 +100,8 @@ class JsonRecordsParser:
             result = result.filter(pc.is_null(kind))
         skip = result.column("_skip")
         if skip.null_count < len(skip):
-            out.notes.update(v for v in skip.to_pylist() if v is not None)
+            for item in pc.value_counts(skip.drop_null()).to_pylist():
+                out.notes[item["values"]] += item["counts"]
             result = result.filter(pc.is_null(skip))
         result, reason = self.plan.type_columns(result)
         if reason is not None and reason.null_count < len(reason):
