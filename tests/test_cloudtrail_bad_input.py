@@ -171,13 +171,21 @@ def test_digest_keys_are_skipped_by_name(convert):
             None,
             "us-gov-west-1",
         ),
-        ("111122223333_CloudTrail_ap-southeast-2_20230719T2120Z_abc.json", "111122223333", None, "ap-southeast-2"),
     ],
 )
 def test_key_layouts(convert, key, account, org, region):
-    out = convert("cloudtrail", {key: records(event(1))})
+    out = convert("cloudtrail", {key: records(event(1))}, gzip_them=key.endswith(".gz"))
     (row,) = out.rows
     assert (row["account_id"], row["org_id"], row["region"], row["day"]) == (account, org, region, "19")
+
+
+def test_keys_outside_the_layout_are_skipped(convert):
+    loose = "111122223333_CloudTrail_ap-southeast-2_20230719T2120Z_abc.json"
+    out = convert("cloudtrail", {loose: records(event(1)), KEY: records(event(2))})
+    assert [r["eventID"] for r in out.rows] == ["id-2"]
+    assert [(p.key, p.reason) for p in out.summary.skipped] == [
+        (loose, "not a cloudtrail log object (its key matches no cloudtrail key layout)")
+    ]
 
 
 def test_splitter_gives_the_same_records_whatever_the_block_size():

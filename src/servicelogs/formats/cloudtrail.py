@@ -166,27 +166,15 @@ FORMAT = LogFormat(
     ),
     event_time="eventTime",
     key_layouts=(
-        KeyLayout(
-            "organization trail",
-            rf"(?:^|/)AWSLogs/(?P<org_id>o-[a-z0-9]{{10,32}})/(?P<account_id>\d{{12}})/CloudTrail(?:-Insight)?/"
-            rf"{_REGION}/\d{{4}}/\d{{2}}/\d{{2}}/{_NAME}$",
-            "AWSLogs/{org_id}/{account_id}/CloudTrail/{region}/{year}/{month}/{day}/"
-            "{account_id}_CloudTrail_{region}_{year}{month}{day}T{hour}{minute}Z_{nonce}.json.gz",
-            f"AWSLogs/o-exampleorgid/123456789012/CloudTrail/us-east-2/2015/08/01/{_NAME_EXAMPLE}",
-        ),
+        # One layout for both trail kinds: an organization trail adds the organization id before the
+        # account (AWSLogs/o-…/<account>/CloudTrail/…); Insights events go to CloudTrail-Insight/.
         KeyLayout(
             "aws",
-            rf"(?:^|/)AWSLogs/(?P<account_id>\d{{12}})/CloudTrail(?:-Insight)?/{_REGION}/\d{{4}}/\d{{2}}/\d{{2}}/{_NAME}$",
+            rf"(?:^|/)AWSLogs/(?:(?P<org_id>o-[a-z0-9]{{10,32}})/)?(?P<account_id>\d{{12}})/CloudTrail(?:-Insight)?/"
+            rf"{_REGION}/\d{{4}}/\d{{2}}/\d{{2}}/{_NAME}$",
             "AWSLogs/{account_id}/CloudTrail/{region}/{year}/{month}/{day}/"
             "{account_id}_CloudTrail_{region}_{year}{month}{day}T{hour}{minute}Z_{nonce}.json.gz",
-            f"AWSLogs/123456789012/CloudTrail/us-east-2/2015/08/01/{_NAME_EXAMPLE}",
-        ),
-        KeyLayout(
-            "file name only",
-            r"(?:^|/)(?P<account_id>\d{12})_CloudTrail(?:-Insight)?_" + _REGION + r"_\d{8}T\d{4}Z_[A-Za-z0-9]+"
-            r"\.json(?:\.gz)?$",
-            "{account_id}_CloudTrail_{region}_{year}{month}{day}T{hour}{minute}Z_{nonce}.json.gz",
-            _NAME_EXAMPLE,
+            f"AWSLogs/o-exampleorgid/123456789012/CloudTrail/us-east-2/2015/08/01/{_NAME_EXAMPLE}",
         ),
     ),
     ignored_keys=(
