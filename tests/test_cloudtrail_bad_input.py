@@ -47,6 +47,7 @@ def test_truncated_object_keeps_the_complete_records(convert):
     assert reject["line_number"] == complete + 1
     assert reject["reason"] == "truncated JSON: the object ends inside its Records array"
     assert cut.decode().endswith(reject["raw_line"])  # the partial record, whole, not shortened
+    assert reject["raw_line"].startswith('{"eventVersion"')
     assert out.summary.lines == complete + 1
 
 
@@ -129,7 +130,9 @@ def test_invalid_utf8_rejects_only_its_record(convert):
 def test_text_after_the_records_array(convert):
     out = convert("cloudtrail", {KEY: records(event(1))[:-1] + ', "Other": 1}'})
     assert len(out.rows) == 1
-    assert [r["reason"] for r in out.rejects] == ["text after the Records array: the object is not one record file"]
+    assert [(r["line_number"], r["raw_line"], r["reason"]) for r in out.rejects] == [
+        (2, '"Other": 1}', "text after the Records array: the object is not one record file")
+    ]
 
 
 def test_empty_and_whitespace_objects_are_noted(convert):

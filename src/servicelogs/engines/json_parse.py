@@ -65,7 +65,7 @@ class JsonRecordsParser:
         out = JsonParsed(self.plan.empty, lines=n, text_bytes=text_bytes)
         if pieces.reason:
             for i in range(n):
-                self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)), pieces.reason)
+                self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), pieces.reason)
             return out
         try:
             raw.validate(full=True)
@@ -210,7 +210,6 @@ class _Plan:
             "lambda k: CAST(json_object(k, json_extract(rec, '/' || replace(replace(k, '~', '~0'), '/', '~1'))) "
             "AS VARCHAR))"
         )
-        self.names = [k.field.name for k in grammar.keys]
         # A record is parsed only if it is a JSON object; CASE evaluates its branch for those rows only.
         self.sql_checked = (
             f"SELECT * EXCLUDE (j, x), CASE WHEN len(x) > 0 THEN x END AS extra_fields, "
