@@ -202,7 +202,53 @@ class HeaderDelimited:
         return tuple(out)
 
 
-Grammar = Delimited | HeaderDelimited
+@dataclass(frozen=True)
+class JsonKey:
+    """A top-level key of a JSON record and the column it fills.
+
+    The column's type says how: JSON keeps the value's JSON text as written; STRING takes a JSON string
+    (a number or a nested value keeps its JSON text); BOOLEAN takes true/false or "true"/"false";
+    TIMESTAMP takes an ISO 8601 UTC string ("…Z"); StructOf/ListOf take an object/array, member by
+    member (members not declared are dropped: declare the key once more as JSON to keep them). One key
+    may fill several columns.
+    """
+
+    key: str
+    field: Field
+
+
+@dataclass(frozen=True)
+class SkipObject:
+    """A JSON value that is known to turn up among the records and is not one (a digest file): it is
+    recognised by having all of `keys`, counted and skipped with `reason`, never rejected."""
+
+    keys: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class JsonRecords:
+    """An object holds JSON records: `{"<records_key>": [record, …]}`, or JSON values one after another
+    (JSON Lines) when the object does not start with that key.
+
+    A record's "line number" is its 1-based index in the object. Each record must be a JSON object;
+    its top-level keys not declared here are kept in `extra_fields` as `{"key": value}` JSON texts, never
+    rejected. `version_key` names the key whose value tells the record's generation.
+    """
+
+    keys: tuple[JsonKey, ...]
+    generations: tuple[Generation, ...]
+    records_key: str = "Records"
+    version_key: str | None = None
+    skip_objects: tuple[SkipObject, ...] = ()
+    empty_reason: str = "an object whose records array is empty"
+
+    @cached_property
+    def fields(self) -> tuple[Field, ...]:
+        return tuple(k.field for k in self.keys)
+
+
+Grammar = Delimited | HeaderDelimited | JsonRecords
 
 
 @dataclass(frozen=True)
@@ -232,6 +278,15 @@ class ForeignLine:
 
 
 @dataclass(frozen=True)
+class IgnoredKey:
+    """An object key that belongs to the format's delivery but holds no records (a digest): skipped with
+    `reason`, so the run summary says what it was instead of 'matches no key layout'."""
+
+    pattern: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Example:
     """A real line and the typed values it must give. `source` says where the line was published."""
 
@@ -245,13 +300,20 @@ class Example:
 EXTRA_FIELDS = Field(
     "extra_fields",
     STRING_LIST,
-    "Values after the last declared token: fields AWS appended after this declaration. Null when the line has none.",
+    "Values after the last declared token: fields AWS appended after this declaration (JSON record formats: the "
+    'undeclared top-level keys, each as a {"key": value} JSON text). Null when the line has none.',
     null=None,
 )
 ACCOUNT_ID = Field("account_id", STRING, "AWS account id, from the object key.")
 LINEAGE_FIELDS = (
     Field("source_key", STRING, "Key of the source object, relative to the source root.", null=None),
-    Field("line_number", BIGINT, "1-based line number in the (decompressed) source object.", null=None),
+    Field(
+        "line_number",
+        BIGINT,
+        "1-based line number in the (decompressed) source object; for JSON record formats, the record's 1-based "
+        "index in the object.",
+        null=None,
+    ),
     Field("run_id", STRING, "Id of the run that converted the line.", null=None),
 )
 REJECT_FIELDS = (
@@ -286,11 +348,12 @@ class LogFormat:
     """Columns taken from the object key: each is the key layout's regex group of the same name."""
     partitions: tuple[str, ...] = DEFAULT_PARTITIONS
     """Hive partition columns, outermost first, among PARTITION_FIELDS."""
+    ignored_keys: tuple[IgnoredKey, ...] = ()
 
     @cached_property
     def fields(self) -> tuple[Field, ...]:
         """The format's own fields, in line order: the union of every generation."""
-        if isinstance(self.grammar, HeaderDelimited):
+        if isinstance(self.grammar, HeaderDelimited | JsonRecords):
             return self.grammar.fields
         return tuple(f for token in self.grammar.tokens for f in token.fields)
 
@@ -320,6 +383,12 @@ class LogFormat:
             m = layout.regex.search(key)
             if m:
                 return {k: v for k, v in m.groupdict().items() if v is not None}
+        return None
+
+    def explain_ignored_key(self, key: str) -> str | None:
+        for ignored in self.ignored_keys:
+            if re.search(ignored.pattern, key):
+                return ignored.reason
         return None
 
     def explain_foreign(self, line: str) -> str | None:

@@ -34,6 +34,8 @@ class RunSummary:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     generations: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
+    """Values recognised as not records and skipped (a digest, an empty records array): reason → count."""
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
 
@@ -66,6 +68,7 @@ class RunSummary:
             f"{self.files_written} files written",
             f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",
         ]
+        lines += [f"  noted:   {n} × {note}" for note, n in sorted(self.notes.items())]
         lines += [f"  skipped: {p.key}: {p.reason}" for p in self.skipped[:20]]
         if len(self.skipped) > 20:
             lines.append(f"  skipped: … and {len(self.skipped) - 20} more (see the JSON summary)")

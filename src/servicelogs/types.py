@@ -27,6 +27,16 @@ class ListOf(Type):
         return f"list<{self.item}>"
 
 
+@dataclass(frozen=True)
+class StructOf(Type):
+    """A record of named, typed members (a JSON object); members keep their source names."""
+
+    members: tuple[tuple[str, Type], ...] = ()
+
+    def __str__(self) -> str:
+        return "struct<" + ", ".join(f"{name}: {t}" for name, t in self.members) + ">"
+
+
 STRING = Type("string")
 INT = Type("int")  # 32-bit: status codes, ports
 BIGINT = Type("bigint")  # 64-bit: byte counts
@@ -34,3 +44,4 @@ DOUBLE = Type("double")  # timings in seconds
 BOOLEAN = Type("boolean")
 TIMESTAMP = Type("timestamp")  # microseconds, UTC
 STRING_LIST = ListOf("list", STRING)
+JSON = Type("json")  # JSON text, kept as written: SQL JSON functions (json_extract) read it

@@ -32,18 +32,27 @@ from servicelogs.engines.writer import PartitionedWriter, commit_files
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.sources import LocalSource, SourceObject, decompressed
-from servicelogs.spec import Delimited, HeaderDelimited, LogFormat
+from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
 BATCH_OBJECTS = 2000
 UNKNOWN = "unknown"
 
+
+def _json_records_parser(fmt: LogFormat):  # type: ignore[no-untyped-def]
+    from servicelogs.engines.json_parse import JsonRecordsParser  # DuckDB loads only for JSON formats
+
+    return JsonRecordsParser(fmt)
+
+
 # Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
-# offers parse(stream, key) -> Iterator[Parsed].
+# offers parse(stream, key) -> Iterator[Parsed]; a Parsed may carry `notes` (reason → count) for
+# values recognised as not records and skipped (a digest, an empty records array).
 PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
     Delimited: DelimitedParser,
     HeaderDelimited: HeaderDelimitedParser,
+    JsonRecords: _json_records_parser,
 }
 
 
@@ -97,6 +106,8 @@ class BatchResult:
     files: list[str] = field(default_factory=list)
     generations: Counter[str] = field(default_factory=Counter)
     failed: list[ObjectProblem] = field(default_factory=list)
+    skipped: list[ObjectProblem] = field(default_factory=list)  # objects that held no records (a digest)
+    notes: Counter[str] = field(default_factory=Counter)
 
 
 Progress = Callable[[int, int, int], None]  # (source bytes, text bytes, rows) since the last call
@@ -120,7 +131,10 @@ def run(
     for obj in source.list():
         summary.objects_listed += 1
         groups = fmt.match_key(obj.key)
-        if groups is None:
+        ignored = fmt.explain_ignored_key(obj.key)
+        if ignored:
+            summary.skipped.append(ObjectProblem(obj.key, ignored))
+        elif groups is None:
             summary.skipped.append(
                 ObjectProblem(obj.key, f"not a {fmt.name} log object (its key matches no {fmt.name} key layout)")
             )
@@ -142,6 +156,10 @@ def run(
         for gen, n in result.generations.items():
             summary.generations[gen] = summary.generations.get(gen, 0) + n
         summary.failed += result.failed
+        summary.skipped += result.skipped
+        summary.objects_skipped += len(result.skipped)
+        for note, n in result.notes.items():
+            summary.notes[note] = summary.notes.get(note, 0) + n
     summary.objects_failed = len(summary.failed)
     summary.seconds = time.perf_counter() - started
     summary.cpu_seconds = _cpu_seconds() - cpu_started
@@ -269,6 +287,7 @@ def _convert_object(
             counts.header_lines += parsed.header_lines
             counts.extra_field_rows += parsed.extra_rows
             counts.generations.update(parsed.generations)
+            counts.notes.update(getattr(parsed, "notes", ()))
             if parsed.rows.num_rows:
                 _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
             if parsed.reject_lines:
@@ -279,6 +298,11 @@ def _convert_object(
     if _progress_queue is not None:
         _progress_queue.put((obj.size, 0, 0))
     # Only a fully read object counts: a SourceError above leaves `result` untouched.
+    result.notes.update(counts.notes)
+    if counts.notes and not counts.lines:
+        result.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
+        result.bytes_read += obj.size
+        return
     result.objects_converted += 1
     for name in ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read"):
         setattr(result, name, getattr(result, name) + getattr(counts, name))

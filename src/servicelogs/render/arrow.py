@@ -6,7 +6,7 @@ import pyarrow as pa
 from pyarrow import dictionary, int32, string
 
 from servicelogs.spec import REJECT_FIELDS, Field, LogFormat
-from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP, ListOf, Type
+from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, JSON, STRING, TIMESTAMP, ListOf, StructOf, Type
 
 _SCALARS: dict[Type, pa.DataType] = {
     STRING: pa.string(),
@@ -15,12 +15,15 @@ _SCALARS: dict[Type, pa.DataType] = {
     DOUBLE: pa.float64(),
     BOOLEAN: pa.bool_(),
     TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    JSON: pa.string(),
 }
 
 
 def arrow_type(t: Type) -> pa.DataType:
     if isinstance(t, ListOf):
         return pa.list_(arrow_type(t.item))
+    if isinstance(t, StructOf):
+        return pa.struct([pa.field(name, arrow_type(member)) for name, member in t.members])
     return _SCALARS[t]
 
 

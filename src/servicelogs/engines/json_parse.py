@@ -1,0 +1,283 @@
+"""JSON records → typed Arrow tables, in bulk, for formats with a JsonRecords grammar.
+
+`json_split` cuts the decompressed object into record texts (numpy, streaming, bounded memory). Each
+block of records becomes one Arrow string column (zero-copy over the decompressed bytes) that DuckDB
+takes apart in one SQL statement built from the declaration: one parse per record into its declared
+top-level keys, strings as they are, everything else as JSON text. `json_types` then types the values
+with Arrow kernels, strictly, and words the reason of each misfit (field, member, value). Python looks
+at single records only to collect the rejects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servicelogs import formats
+from servicelogs.engines.arrow_parse import Parsed
+from servicelogs.engines.json_split import Pieces, RecordSplitter
+from servicelogs.engines.json_types import duckdb_structure, typed
+from servicelogs.render.arrow import arrow_type
+from servicelogs.spec import Field, JsonRecords, LogFormat
+from servicelogs.types import STRING, ListOf, StructOf
+
+_TRIM = " \t\r\n,"
+
+
+@dataclass
+class JsonParsed(Parsed):
+    """A block's outcome, plus the values recognised as not records (a digest) and skipped: reason → count."""
+
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+class JsonRecordsParser:
+    """Parses one object's records for one format with a JsonRecords grammar."""
+
+    def __init__(self, fmt: LogFormat) -> None:
+        assert isinstance(fmt.grammar, JsonRecords)
+        self.fmt = fmt
+        self.grammar: JsonRecords = fmt.grammar
+        self.plan = _plan(fmt.name)
+
+    def parse(self, stream: BinaryIO, key: str) -> Iterator[JsonParsed]:
+        splitter = RecordSplitter(self.grammar.records_key)
+        for pieces in splitter.split(stream, key):
+            yield self.parse_pieces(pieces)
+        if splitter.empty_array:
+            yield JsonParsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
+        elif splitter.records == 0:
+            yield JsonParsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
+
+    def parse_pieces(self, pieces: Pieces) -> JsonParsed:
+        n = pieces.count
+        numbers = np.arange(pieces.first, pieces.first + n, dtype=np.int64)
+        text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
+        raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(pieces.offsets), pa.py_buffer(pieces.buffer))
+        out = JsonParsed(self.plan.empty, lines=n, text_bytes=text_bytes)
+        if pieces.reason:
+            for i in range(n):
+                self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), pieces.reason)
+            return out
+        try:
+            raw.validate(full=True)
+        except pa.ArrowInvalid:  # invalid UTF-8 somewhere: find which records, reject them, go on
+            good = np.ones(n, dtype=bool)
+            for i in range(n):
+                try:
+                    _piece(pieces, i).decode("utf-8")
+                except UnicodeDecodeError as e:
+                    good[i] = False
+                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), _utf8(e))
+            raw = pa.array([_piece(pieces, i).decode() if good[i] else None for i in range(n)], pa.large_string())
+            raw, numbers = raw.filter(pa.array(good)), numbers[good]
+        texts = pc.utf8_trim(raw, _TRIM)
+        if len(texts):
+            self._typed(out, texts, numbers)
+        out.lines = out.rows.num_rows + len(out.reject_lines)
+        return out
+
+    def _typed(self, out: JsonParsed, texts: pa.Array, numbers: np.ndarray) -> None:
+        result = self.plan.run(texts, numbers)
+        kind = result.column("_kind")
+        if kind.null_count < len(kind):  # values that are not JSON objects: worded one by one (rare)
+            bad = pc.is_valid(kind)
+            for number, text, what in zip(
+                result.column("line_number").filter(bad).to_pylist(),
+                result.column("_text").filter(bad).to_pylist(),
+                kind.filter(bad).to_pylist(),
+                strict=True,
+            ):
+                self._reject(out, number, text, _not_object(text, what))
+            result = result.filter(pc.is_null(kind))
+        skip = result.column("_skip")
+        if skip.null_count < len(skip):
+            for item in pc.value_counts(skip.drop_null()).to_pylist():
+                out.notes[item["values"]] += item["counts"]
+            result = result.filter(pc.is_null(skip))
+        result, reason = self.plan.type_columns(result)
+        if reason is not None and reason.null_count < len(reason):
+            bad = pc.is_valid(reason)
+            for number, text, why in zip(
+                result.column("line_number").filter(bad).to_pylist(),
+                result.column("_text").filter(bad).to_pylist(),
+                reason.filter(bad).to_pylist(),
+                strict=True,
+            ):
+                self._reject(out, number, text, why)
+            result = result.filter(pc.invert(bad))
+        rows = result.select(self.plan.empty.schema.names).cast(self.plan.empty.schema)
+        out.rows = rows
+        out.extra_rows = rows.num_rows - rows.column("extra_fields").null_count
+        if self.grammar.version_key and rows.num_rows:
+            for item in pc.value_counts(rows.column(self.plan.version_column)).to_pylist():
+                out.generations[str(item["values"])] += item["counts"]
+
+    def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
+        out.reject_lines.append(number)
+        out.reject_raw.append(text)
+        out.reject_reasons.append(self.fmt.explain_foreign(text) or reason)
+
+
+def _piece(pieces: Pieces, i: int) -> bytes:
+    return pieces.buffer[int(pieces.offsets[i]) : int(pieces.offsets[i + 1])]
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _utf8(e: UnicodeDecodeError) -> str:
+    return f"invalid UTF-8 at byte {e.start} of the record"
+
+
+_JSON_KINDS = {"ARRAY": "an array", "VARCHAR": "a string", "BOOLEAN": "a boolean", "NULL": "null"}
+
+
+def _not_object(text: str | None, kind: str | None) -> str:
+    if not text:
+        return "an empty record (a separator with no value, or an empty line)"
+    if not kind:
+        return "not valid JSON (a truncated or malformed record)"
+    return f"a JSON value that is {_JSON_KINDS.get(kind, 'a number')}, not an object: a record must be a JSON object"
+
+
+# -- the SQL, built once per format from its declaration ------------------------------------------------
+
+
+class _Plan:
+    """The DuckDB statement that takes one format's records apart, and the typing that follows in Arrow.
+
+    DuckDB parses each record once (json_transform into the declared keys) and hands over strings as
+    they are, free-form values as JSON text, and every value Arrow must type as JSON text too
+    (`json_types`). Checks that need the JSON itself (a key every record must have, a struct that is
+    not an object) are SQL; the record's other keys become extra_fields.
+    """
+
+    def __init__(self, fmt: LogFormat) -> None:
+        grammar = fmt.grammar
+        assert isinstance(grammar, JsonRecords)
+        self.keys = grammar.keys
+        self.empty = pa.schema(
+            [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
+            + [pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())]
+        ).empty_table()
+        self.version_column = next(
+            (k.field.name for k in grammar.keys if k.key == grammar.version_key), grammar.version_key or ""
+        )
+        by_key: dict[str, list[Field]] = {}
+        for k in grammar.keys:
+            by_key.setdefault(k.key, []).append(k.field)
+        skip_keys = [key for s in grammar.skip_objects for key in s.keys if key not in by_key]
+        structure = {key: "VARCHAR" if all(f.type == STRING for f in fs) else "JSON" for key, fs in by_key.items()}
+        structure |= dict.fromkeys(skip_keys, "JSON")
+
+        columns, required, checks = [], [], []
+        for i, k in enumerate(grammar.keys):
+            x, t = f"j[{_lit(k.key)}]", k.field.type
+            if k.field.null is None:
+                required.append(f"CASE WHEN {x} IS NULL THEN {_lit(f'field {k.key!r} is missing or null')} END")
+            if t == STRING:
+                text = x if structure[k.key] == "VARCHAR" else f"({x} ->> '$')"
+                columns.append(f"{text} AS c{i}")
+            elif isinstance(t, StructOf | ListOf):
+                opener = "{" if isinstance(t, StructOf) else "["
+                shape = f"a JSON {'object' if opener == '{' else 'array'}"
+                fits = f"left(CAST({x} AS VARCHAR), 1) = {_lit(opener)}"
+                sub = _lit(json.dumps(duckdb_structure(t)))
+                columns.append(f"CASE WHEN {fits} THEN json_transform({x}, {sub}) END AS c{i}")
+                checks.append(
+                    f"CASE WHEN {x} IS NOT NULL AND NOT {fits} THEN "
+                    f"{_lit(f'field {k.field.name!r}: ')} || CAST({x} AS VARCHAR) || {_lit(' is not ' + shape)} END"
+                )
+            else:  # JSON text as written; Arrow types the scalars (json_types)
+                columns.append(f"CAST({x} AS VARCHAR) AS c{i}")
+        skips = [
+            f"CASE WHEN {' AND '.join(f'j[{_lit(key)}] IS NOT NULL' for key in s.keys)} THEN {_lit(s.reason)} END"
+            for s in grammar.skip_objects
+        ]
+        declared = "[" + ", ".join(_lit(key) for key in by_key) + "]"
+        extras = (
+            f"list_transform(list_filter(json_keys(rec), lambda k: NOT list_contains({declared}, k)), "
+            "lambda k: CAST(json_object(k, json_extract(rec, '/' || replace(replace(k, '~', '~0'), '/', '~1'))) "
+            "AS VARCHAR))"
+        )
+        # A record is parsed only if it is a JSON object; CASE evaluates its branch for those rows only.
+        self.sql_checked = (
+            f"SELECT * EXCLUDE (j, x), CASE WHEN len(x) > 0 THEN x END AS extra_fields, "
+            f"{_coalesce(required + checks)} AS _reason, {_coalesce(skips)} AS _skip FROM ("
+            f"SELECT n AS line_number, rec AS _text, _kind, j, x, {', '.join(columns)} FROM ("
+            f"SELECT n, rec, CASE WHEN ok THEN json_transform(rec, {_lit(json.dumps(structure))}) END AS j, "
+            f"CASE WHEN ok THEN {extras} END AS x, "
+            f"CASE WHEN NOT ok THEN CASE WHEN json_valid(rec) THEN json_type(rec) ELSE '' END END AS _kind FROM ("
+            f"SELECT n, rec, starts_with(rec, '{{') AND json_valid(rec) AS ok FROM records)))"
+        )
+        # Validating every record first costs a quarter of the time: try without, and on a malformed
+        # record (DuckDB then refuses the whole block) redo the block with validation.
+        self.sql = self.sql_checked.replace(
+            "starts_with(rec, '{') AND json_valid(rec) AS ok", "starts_with(rec, '{') AS ok"
+        )
+        assert self.sql != self.sql_checked
+
+    def run(self, texts: pa.Array, numbers: np.ndarray) -> pa.Table:
+        import duckdb
+
+        con = _connection()
+        con.register("records", pa.table({"n": pa.array(numbers, pa.int64()), "rec": texts}))
+        try:
+            try:
+                return con.sql(self.sql).to_arrow_table()
+            except duckdb.InvalidInputException:  # a malformed record somewhere in the block
+                return con.sql(self.sql_checked).to_arrow_table()
+        finally:
+            con.unregister("records")
+
+    def type_columns(self, result: pa.Table) -> tuple[pa.Table, pa.Array | None]:
+        """The typed columns under the fields' names, and per row the first reason it is a reject."""
+        reasons = [result.column("_reason").combine_chunks()]
+        arrays, names = [], []
+        for i, k in enumerate(self.keys):
+            values = result.column(f"c{i}").combine_chunks()
+            out, why = typed(values, k.field.type, k.field.name)
+            arrays.append(out)
+            names.append(k.field.name)
+            if why is not None:
+                reasons.append(why)
+        for name in ("extra_fields", "line_number", "_text"):
+            arrays.append(result.column(name))
+            names.append(name)
+        reason = reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
+        return pa.Table.from_arrays(arrays, names=names), reason
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _coalesce(exprs: list[str]) -> str:
+    if not exprs:
+        return "CAST(NULL AS VARCHAR)"
+    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+
+
+@cache
+def _plan(format_name: str) -> _Plan:
+    return _Plan(formats.get(format_name))
+
+
+@cache
+def _connection():  # type: ignore[no-untyped-def]
+    """One in-memory DuckDB per process: workers are processes, so one thread each; nothing downloads."""
+    import duckdb
+
+    return duckdb.connect(
+        config={"threads": 1, "autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )

@@ -1,0 +1,183 @@
+"""Find the records of a JSON object in bulk, streaming: `{"Records": [r1, r2, …]}` or JSON Lines.
+
+The decompressed bytes are read in blocks. Per block, numpy finds the bytes that shape the JSON
+(braces, brackets, commas) outside strings, and their depth: a quote is a string edge unless an odd
+run of backslashes precedes it; a byte is inside a string when an odd number of string edges precede
+it. A record ends at a comma (or the closing bracket) at the records array's depth, or, for JSON Lines,
+where the depth comes back to zero. No Python runs per byte or per record; memory stays bounded by
+the block size plus one record, whatever the object's size.
+
+The splitter does not judge a record: each is handed on as its text (whitespace and separators
+trimmed), and whether it is valid JSON, an object, a record, is decided in bulk downstream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from servicelogs.errors import SourceError
+
+BLOCK_BYTES = 4 << 20  # measured: 8 MB blocks are no faster and DuckDB then peaks ~130 MB higher
+
+_QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
+_STRUCTURAL = np.zeros(256, dtype=bool)
+_STRUCTURAL[list(b"{}[],")] = True
+_DELTA = np.zeros(256, dtype=np.int64)
+_DELTA[list(b"{[")] = 1
+_DELTA[list(b"}]")] = -1
+_SPACE = b" \t\r\n"
+
+
+@dataclass
+class Pieces:
+    """Records found in one buffer: record i is buffer[offsets[i]:offsets[i+1]], untrimmed.
+
+    `first` is the 1-based index of the first record in the object. A `reason` marks text that cannot
+    be a record at all (after the records array, or a truncated end): it is rejected with that reason."""
+
+    buffer: bytes
+    offsets: np.ndarray
+    first: int
+    reason: str = ""
+
+    @property
+    def count(self) -> int:
+        return max(len(self.offsets) - 1, 0)
+
+
+class RecordSplitter:
+    """Splits one object's decompressed stream into record texts, block by block."""
+
+    def __init__(self, records_key: str) -> None:
+        self._header = re.compile(rb'\A\s*\{\s*"' + re.escape(records_key.encode()) + rb'"\s*:\s*\[')
+        self.records_key = records_key
+        self.mode: str | None = None  # "array" ({"key": [...]}) or "lines" (JSON values one after another)
+        self.array_closed = False
+        self.records = 0  # records handed on so far
+        self.empty_array = False
+
+    def split(self, stream: BinaryIO, key: str, block_size: int | None = None) -> Iterator[Pieces]:
+        block_size = block_size or BLOCK_BYTES
+        carry = b""
+        after_array = b""
+        while True:
+            try:
+                chunk = stream.read(block_size)
+            except (OSError, EOFError, ValueError) as e:  # isal/gzip: truncated, bad CRC, not gzip
+                raise SourceError(key, f"cannot decompress: {e}") from e
+            if not chunk:
+                break
+            if self.array_closed:
+                after_array += chunk
+                continue
+            buffer = carry + chunk if carry else chunk
+            if self.mode is None:
+                m = self._header.match(buffer)
+                if m is None and len(buffer.lstrip(_SPACE)) < 64 + len(self.records_key):
+                    carry = buffer  # too little to tell the shape yet
+                    continue
+                self.mode = "array" if m else "lines"
+                buffer = buffer[m.end() :] if m else buffer
+            pieces, rest = self._cut(buffer)
+            if pieces.count:
+                yield pieces
+            if self.array_closed:
+                after_array, carry = rest, b""
+            else:
+                carry = rest
+        yield from self._finish(carry, after_array)
+
+    def _finish(self, carry: bytes, after_array: bytes) -> Iterator[Pieces]:
+        if self.mode is None:  # a short object: decide its shape now
+            m = self._header.match(carry)
+            self.mode = "array" if m else "lines"
+            if m:
+                carry = carry[m.end() :]
+                pieces, carry = self._cut(carry)
+                if pieces.count:
+                    yield pieces
+                if self.array_closed:
+                    after_array, carry = carry, b""
+        if self.mode == "array" and self.array_closed:
+            if after_array.strip(_SPACE) not in (b"}", b""):
+                yield self._tail(
+                    after_array, f"text after the {self.records_key} array: the object is not one record file"
+                )
+            elif not after_array.strip(_SPACE):
+                yield self._tail(after_array, "truncated JSON: the object ends before its closing brace")
+            return
+        if self.mode == "array":
+            yield self._tail(carry, f"truncated JSON: the object ends inside its {self.records_key} array")
+        elif carry.strip(_SPACE + b","):
+            yield self._tail(carry, "")  # judged downstream like any record (invalid JSON, not an object…)
+
+    def _tail(self, text: bytes, reason: str) -> Pieces:
+        self.records += 1
+        return Pieces(text, np.asarray([0, len(text)], dtype=np.int64), self.records, reason)
+
+    def _cut(self, buffer: bytes) -> tuple[Pieces, bytes]:
+        """The complete records at the start of `buffer`, and the bytes left for the next block."""
+        b = np.frombuffer(buffer, dtype=np.uint8)
+        positions, depth = _structure(b)
+        chars = b[positions]
+        if self.mode == "array":
+            # The buffer starts inside the array, at depth 2 (the object is 1).
+            depth = depth + 2
+            ends_mask = (depth == 2) & (chars == _COMMA)
+            closed = np.flatnonzero(depth == 1)
+            if closed.size:
+                close_at = int(positions[closed[0]])
+                ends = positions[ends_mask & (positions < close_at)]
+                ends = np.append(ends, close_at)
+                self.array_closed = True
+                rest = buffer[close_at + 1 :]
+            else:
+                ends = positions[ends_mask]
+                rest = buffer[int(ends[-1]) + 1 :] if ends.size else buffer
+            offsets = np.concatenate(([0], ends)).astype(np.int64)
+            if self.array_closed and self.records == 0 and len(offsets) == 2 and not buffer[: offsets[1]].strip(_SPACE):
+                self.empty_array = True
+                return Pieces(buffer, np.zeros(0, dtype=np.int64), 1), rest
+        else:
+            ends = positions[(depth == 0) & ((chars == ord("}")) | (chars == ord("]")))] + 1
+            rest = buffer[int(ends[-1]) :] if ends.size else buffer
+            offsets = np.concatenate(([0], ends)).astype(np.int64)
+        pieces = Pieces(buffer, offsets, self.records + 1)
+        self.records += pieces.count
+        return pieces, rest
+
+
+def _structure(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the structural bytes outside strings, and the depth change up to and including each."""
+    quotes = np.flatnonzero(b == _QUOTE)
+    if quotes.size:
+        quotes = quotes[~_escaped(b, quotes)]
+    positions = np.flatnonzero(_STRUCTURAL[b])
+    if quotes.size and positions.size:
+        outside = (np.searchsorted(quotes, positions, side="right") & 1) == 0
+        positions = positions[outside]
+    depth = np.cumsum(_DELTA[b[positions]])
+    return positions, depth
+
+
+def _escaped(b: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """Whether each quote is escaped: preceded by an odd run of backslashes."""
+    escaped = np.zeros(quotes.size, dtype=bool)
+    after = quotes > 0
+    candidates = np.flatnonzero(after)
+    candidates = candidates[b[quotes[candidates] - 1] == _BACKSLASH]
+    if not candidates.size:
+        return escaped
+    slashes = np.flatnonzero(b == _BACKSLASH)
+    starts_run = np.ones(slashes.size, dtype=bool)
+    starts_run[1:] = slashes[1:] != slashes[:-1] + 1
+    run_start = np.maximum.accumulate(np.where(starts_run, slashes, -1))
+    last = np.searchsorted(slashes, quotes[candidates] - 1)
+    run_length = quotes[candidates] - run_start[last]
+    escaped[candidates] = (run_length & 1) == 1
+    return escaped

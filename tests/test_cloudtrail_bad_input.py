@@ -1,0 +1,248 @@
+"""CloudTrail: bad input, odd shapes, key layouts, streaming across block edges, the CLI end to end."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+from conftest import FIXTURES
+
+from servicelogs.cli import main
+from servicelogs.engines.json_split import RecordSplitter
+
+KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2023/07/19/123456789012_CloudTrail_us-east-1_20230719T2120Z_a1.json"
+REAL = FIXTURES / "cloudtrail" / "coralogix-aws-shipper-cloudtrail.log.gz"
+
+
+def event(n: int = 1, **over) -> dict:
+    e = {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "accountId": "123456789012", "userName": f"u{n}"},
+        "eventTime": f"2023-07-19T21:{n:02d}:00Z",
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateUser",
+        "readOnly": False,
+        "eventID": f"id-{n}",
+    }
+    e.update(over)
+    return {k: v for k, v in e.items() if v is not ...}
+
+
+def records(*items: object) -> str:
+    return json.dumps({"Records": list(items)})
+
+
+def test_truncated_object_keeps_the_complete_records(convert):
+    text = gzip.decompress(REAL.read_bytes())
+    cut = text[: len(text) * 2 // 3]
+    out = convert("cloudtrail", {KEY: cut})
+    whole = json.loads(text)["Records"]
+    complete = cut.count(b'"eventVersion"') - 1
+    assert len(out.rows) == complete and [r["eventID"] for r in out.rows] == [r["eventID"] for r in whole[:complete]]
+    (reject,) = out.rejects
+    assert reject["line_number"] == complete + 1
+    assert reject["reason"] == "truncated JSON: the object ends inside its Records array"
+    assert cut.decode().endswith(reject["raw_line"])  # the partial record, whole, not shortened
+    assert reject["raw_line"].startswith('{"eventVersion"')
+    assert out.summary.lines == complete + 1
+
+
+def test_records_that_are_not_objects(convert):
+    first, second = json.dumps(event(1)), json.dumps(event(2))
+    body = '{"Records": [1, "text", [1, 2], null, ' + first + ', {"eventVersion": }, , ' + second + ", -2.5, true]}"
+    out = convert("cloudtrail", {KEY: body})
+    assert [r["eventID"] for r in out.rows] == ["id-1", "id-2"]
+    assert [r["line_number"] for r in out.rows] == [5, 8]
+    assert [(r["line_number"], r["raw_line"], r["reason"]) for r in out.rejects] == [
+        (1, "1", "a JSON value that is a number, not an object: a record must be a JSON object"),
+        (2, '"text"', "a JSON value that is a string, not an object: a record must be a JSON object"),
+        (3, "[1, 2]", "a JSON value that is an array, not an object: a record must be a JSON object"),
+        (4, "null", "a JSON value that is null, not an object: a record must be a JSON object"),
+        (6, '{"eventVersion": }', "not valid JSON (a truncated or malformed record)"),
+        (7, "", "an empty record (a separator with no value, or an empty line)"),
+        (9, "-2.5", "a JSON value that is a number, not an object: a record must be a JSON object"),
+        (10, "true", "a JSON value that is a boolean, not an object: a record must be a JSON object"),
+    ]
+
+
+def test_values_that_do_not_fit_their_field(convert):
+    bad = [
+        event(1, eventTime="2023-07-19"),
+        event(2, eventTime="2023-07-19T21:00:00+02:00"),
+        event(3, readOnly="maybe"),
+        event(4, resources={"ARN": "x"}),
+        event(5, userIdentity="root"),
+        event(6, userIdentity={"sessionContext": {"attributes": {"creationDate": "yesterday"}}}),
+        event(7, userIdentity={"sessionContext": {"attributes": {"mfaAuthenticated": "perhaps"}}}),
+        event(8, eventTime=...),
+        event(9, eventVersion=None),
+        event(10, managementEvent=1),
+    ]
+    good = event(11, readOnly="true", sessionCredentialFromConsole="false")
+    out = convert("cloudtrail", {KEY: records(*bad, good)})
+    assert [r["eventID"] for r in out.rows] == ["id-11"]
+    assert out.rows[0]["readOnly"] is True and out.rows[0]["sessionCredentialFromConsole"] is False
+    assert [r["reason"] for r in out.rejects] == [
+        "field 'eventTime': \"2023-07-19\" is not an ISO 8601 UTC timestamp",
+        "field 'eventTime': \"2023-07-19T21:00:00+02:00\" is not an ISO 8601 UTC timestamp",
+        "field 'readOnly': \"maybe\" is not a boolean",
+        'field \'resources\': {"ARN":"x"} is not a JSON array',
+        "field 'userIdentity': \"root\" is not a JSON object",
+        "field 'userIdentity' member sessionContext.attributes.creationDate: \"yesterday\" "
+        "is not an ISO 8601 UTC timestamp",
+        "field 'userIdentity' member sessionContext.attributes.mfaAuthenticated: \"perhaps\" is not a boolean",
+        "field 'eventTime' is missing or null",
+        "field 'eventVersion' is missing or null",
+        "field 'managementEvent': 1 is not a boolean",
+    ]
+    assert [json.loads(r["raw_line"])["eventID"] for r in out.rejects] == [f"id-{n}" for n in range(1, 11)]
+
+
+def test_new_keys_and_versions_are_kept(convert):
+    newer = event(1, eventVersion="1.99", brandNewKey={"a": [1, "x"]}, eventContext="tagged")
+    out = convert("cloudtrail", {KEY: records(newer)})
+    (row,) = out.rows
+    assert row["extra_fields"] == ['{"brandNewKey":{"a":[1,"x"]}}', '{"eventContext":"tagged"}']
+    assert out.summary.generations == {"1.99": 1} and out.summary.extra_field_rows == 1
+
+
+def test_strings_with_escapes_and_brackets(convert):
+    tricky = 'quote " backslash \\ brackets [{ }], comma, \\" and \\\\" end \u00e9 \U0001f600'
+    e = event(1, errorMessage=tricky, requestParameters={"policy": '{"Statement": [{"Effect": "Allow"}]}'})
+    out = convert("cloudtrail", {KEY: records(e, event(2))})
+    assert [r["errorMessage"] for r in out.rows] == [tricky, None]
+    assert json.loads(json.loads(out.rows[0]["json_requestParameters"])["policy"])["Statement"] == [{"Effect": "Allow"}]
+
+
+def test_invalid_utf8_rejects_only_its_record(convert):
+    body = records(event(1), event(2), event(3)).encode().replace(b'"u2"', b'"u\xff2"')
+    out = convert("cloudtrail", {KEY: body})
+    assert [r["eventID"] for r in out.rows] == ["id-1", "id-3"]
+    (reject,) = out.rejects
+    assert reject["line_number"] == 2 and reject["reason"].startswith("invalid UTF-8 at byte ")
+    assert "u\\xff2" in reject["raw_line"]
+
+
+def test_text_after_the_records_array(convert):
+    out = convert("cloudtrail", {KEY: records(event(1))[:-1] + ', "Other": 1}'})
+    assert len(out.rows) == 1
+    assert [(r["line_number"], r["raw_line"], r["reason"]) for r in out.rejects] == [
+        (2, '"Other": 1}', "text after the Records array: the object is not one record file")
+    ]
+
+
+def test_empty_and_whitespace_objects_are_noted(convert):
+    out = convert("cloudtrail", {KEY: '{"Records":[]}', KEY.replace("a1", "a2"): "  \n", KEY.replace("a1", "a3"): ""})
+    assert out.summary.objects_skipped == 3 and out.summary.lines == 0
+    assert out.summary.notes == {
+        "a CloudTrail log file with an empty Records array (no events in its period)": 1,
+        "an empty object: no records": 2,
+    }
+
+
+def test_digest_keys_are_skipped_by_name(convert):
+    digest = (
+        "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2023/07/19/"
+        "123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20230719T2120Z.json.gz"
+    )
+    out = convert("cloudtrail", {digest: "{}", KEY: records(event(1))}, gzip_them=True)
+    assert len(out.rows) == 1
+    assert [(p.key, p.reason) for p in out.summary.skipped] == [
+        (digest, "a CloudTrail digest file (log file integrity validation), not events")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "account", "org", "region"),
+    [
+        (KEY, "123456789012", None, "us-east-1"),
+        (
+            "AWSLogs/o-aa111bb222/111122223333/CloudTrail/eu-west-3/2023/07/19/"
+            "111122223333_CloudTrail_eu-west-3_20230719T2120Z_Mu0KsOhtH1ar15ZZ.json.gz",
+            "111122223333",
+            "o-aa111bb222",
+            "eu-west-3",
+        ),
+        (
+            "prefix/AWSLogs/111122223333/CloudTrail-Insight/us-gov-west-1/2023/07/19/"
+            "111122223333_CloudTrail-Insight_us-gov-west-1_20230719T2120Z_abc.json.gz",
+            "111122223333",
+            None,
+            "us-gov-west-1",
+        ),
+    ],
+)
+def test_key_layouts(convert, key, account, org, region):
+    out = convert("cloudtrail", {key: records(event(1))}, gzip_them=key.endswith(".gz"))
+    (row,) = out.rows
+    assert (row["account_id"], row["org_id"], row["region"], row["day"]) == (account, org, region, "19")
+
+
+def test_keys_outside_the_layout_are_skipped(convert):
+    loose = "111122223333_CloudTrail_ap-southeast-2_20230719T2120Z_abc.json"
+    out = convert("cloudtrail", {loose: records(event(1)), KEY: records(event(2))})
+    assert [r["eventID"] for r in out.rows] == ["id-2"]
+    assert [(p.key, p.reason) for p in out.summary.skipped] == [
+        (loose, "not a cloudtrail log object (its key matches no cloudtrail key layout)")
+    ]
+
+
+def test_splitter_gives_the_same_records_whatever_the_block_size():
+    text = gzip.decompress(REAL.read_bytes())
+    pretty = json.dumps(json.loads(text), indent=3).encode()
+    want = [json.dumps(r, sort_keys=True) for r in json.loads(text)["Records"]]
+    for data in (text, pretty):
+        for block in (1, 7, 100, 4096, 1 << 20):
+            splitter = RecordSplitter("Records")
+            got = []
+            for pieces in splitter.split(io.BytesIO(data), "k", block_size=block):
+                assert not pieces.reason
+                for i in range(pieces.count):
+                    piece = pieces.buffer[pieces.offsets[i] : pieces.offsets[i + 1]]
+                    got.append(json.dumps(json.loads(piece.strip(b" \t\r\n,")), sort_keys=True))
+            assert got == want, block
+
+
+def test_a_large_object_streams_in_bounded_blocks(convert, monkeypatch):
+    from servicelogs.engines import json_parse, json_split
+
+    monkeypatch.setattr(json_split, "BLOCK_BYTES", 64 << 10)
+    blocks = []
+    original = json_parse.JsonRecordsParser.parse_pieces
+
+    def counted(self, pieces):
+        blocks.append(len(pieces.buffer))
+        return original(self, pieces)
+
+    monkeypatch.setattr(json_parse.JsonRecordsParser, "parse_pieces", counted)
+    many = [event(n % 60, eventID=f"e{n}") for n in range(3000)]
+    body = records(*many).encode()
+    assert len(body) > 10 * (64 << 10)
+    out = convert("cloudtrail", {KEY: body}, gzip_them=True)
+    assert len(out.rows) == 3000 and not out.rejects
+    assert len(blocks) >= 10 and max(blocks) < 2 * (64 << 10)
+    assert [r["eventID"] for r in out.rows] == [f"e{n}" for n in range(3000)]
+
+
+def test_cli_convert_end_to_end(tmp_path, capsys):
+    source = tmp_path / "logs"
+    path = source / KEY
+    path.parent.mkdir(parents=True)
+    path.with_suffix(".json.gz").write_bytes(REAL.read_bytes())
+    assert main(["convert", "cloudtrail", str(source), str(tmp_path / "lake"), "--workers", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["rows"], summary["rejects"], summary["objects_converted"]) == (20, 0, 1)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    got = con.sql(
+        f"SELECT count(*), min(eventTime), count(*) FILTER (WHERE json_extract_string(json_requestParameters, "
+        f"'$.bucketName') LIKE 'aws-cloudtrail-logs-%'), list_distinct(flatten(list(resources)))[1].type "
+        f"FROM read_parquet('{tmp_path}/lake/cloudtrail/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()[0]
+    # Checked independently with json.load: the earliest eventTime, and 5 requests naming such a bucket.
+    assert got[0] == 20 and got[1] == datetime(2023, 10, 17, 4, 53, 7, tzinfo=timezone.utc)
+    assert got[2] == 5 and got[3].startswith("AWS::")
