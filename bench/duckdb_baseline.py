@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from servicelogs import formats
-from servicelogs.spec import Field, HeaderDelimited, LogFormat, Split
+from servicelogs.spec import Field, HeaderDelimited, JsonRecords, LogFormat, Split
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
 
 SQL_TYPES = {
@@ -48,6 +48,8 @@ def baseline_sql(fmt_name: str, source: Path, target: Path, threads: int, header
     grammar = fmt.grammar
     if isinstance(grammar, HeaderDelimited):
         return _header_defined_sql(fmt, source, target, threads, header or [])
+    if isinstance(grammar, JsonRecords):
+        return _json_records_sql(fmt, source, target, threads)
     columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(grammar.piece_count))
     selects = []
     at = 0
@@ -134,6 +136,25 @@ COPY (
   )
 ) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY ({", ".join((["region"] if region else []) + parts)}),
                         COMPRESSION zstd);
+"""
+
+
+def _json_records_sql(fmt: LogFormat, source: Path, target: Path, threads: int) -> str:
+    """read_json of whole objects (types detected by DuckDB), unnest of the records array, COPY."""
+    grammar = fmt.grammar
+    assert isinstance(grammar, JsonRecords)
+    layout = fmt.key_layouts[0].regex
+    region = f"regexp_extract(filename, {_q(layout.pattern)}, {layout.groupindex['region']})"
+    when = f"TRY_CAST(r.{fmt.event_time} AS TIMESTAMPTZ)"
+    return f"""
+SET threads = {threads};
+COPY (
+  SELECT r.*, {region} AS region, filename AS source_key,
+         strftime({when}, '%Y') AS year, strftime({when}, '%m') AS month, strftime({when}, '%d') AS day
+  FROM (SELECT unnest({grammar.records_key}) AS r, filename
+        FROM read_json({_q(str(source) + "/**/*")}, format = 'auto', maximum_object_size = 1000000000,
+                       filename = true))
+) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY (region, year, month, day), COMPRESSION zstd);
 """
 
 

@@ -46,9 +46,10 @@ class _Fill(dict):
 
 
 def _mutate(line: str, day: date, rng: random.Random) -> str:
-    def time_of_day(_: re.Match[str]) -> str:
+    def time_of_day(m: re.Match[str]) -> str:
         s = rng.randrange(86400)
-        return f"{day.isoformat()}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{rng.randrange(10**6):06d}Z"
+        fraction = f".{rng.randrange(10**6):06d}" if "." in m.group(0) else ""  # keep the writer's precision
+        return f"{day.isoformat()}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{fraction}Z"
 
     line = _ISO_TIME.sub(time_of_day, line)
     line = _IPV4.sub(
@@ -70,12 +71,15 @@ def write_corpus(
     days: int = 3,
     seed: int = 7,
     compress: bool | None = None,
+    separator: str = "\n",
+    end: str = "\n",
 ) -> Corpus:
     """Write about `megabytes` MB of log text under `out`, in objects of about `object_megabytes` each.
 
     `templates` are groups of real lines; each object draws from one group, as a real object holds one
     layout; `preambles[i]` (a header, say), if given, starts every object of group i. Objects are gzipped
-    when `compress` says so; by default when the key layout's template ends in .gz, as AWS does.
+    when `compress` says so; by default when the key layout's template ends in .gz, as AWS does. Lines are
+    joined by `separator` and the object closes with `end` (",\n" and "]}" frame JSON records).
     """
     rng = random.Random(seed)
     layout = fmt.key_layouts[0]
@@ -112,13 +116,13 @@ def write_corpus(
         gzipped = key.endswith(".gz") if compress is None else compress
         size = min(per_object, target - corpus.text_bytes)
         preamble = preambles[group] if preambles else ()
-        chunks = ["".join(line + "\n" for line in preamble)]
-        written = len(chunks[0])
+        lines: list[str] = []
+        written = 0
         while written < size:
-            batch = "\n".join(rng.choices(pool, k=256)) + "\n"
-            chunks.append(batch)
-            written += len(batch)
-        text = "".join(chunks).encode()
+            batch = rng.choices(pool, k=256)
+            lines += batch
+            written += sum(len(line) + len(separator) for line in batch)
+        text = ("".join(line + "\n" for line in preamble) + separator.join(lines) + end).encode()
         data = gzip.compress(text, compresslevel=6) if gzipped else text
         path = out / key
         path.parent.mkdir(parents=True, exist_ok=True)
