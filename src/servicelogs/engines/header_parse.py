@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from servicelogs.engines.arrow_parse import DelimitedParser, Parsed, _nulled, _split, _token_null, _typed_field
+from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
+from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
 from servicelogs.render.arrow import arrow_type
 from servicelogs.sources import line_blocks
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
@@ -205,14 +206,14 @@ class _RunParser(DelimitedParser):
         for token, raw in zip(self.grammar.tokens, token_columns, strict=True):
             if token.split is None:
                 for f in token.fields:  # the reader already made the common null token NULL
-                    typed[f.name] = _typed_field(f, raw if f.null == self.csv_null else _nulled(raw, f.null), bad)
+                    typed[f.name] = typed_field(f, raw if f.null == self.csv_null else nulled(raw, f.null), bad)
                 continue
-            for f, values in zip(token.fields, _split(token, _nulled(raw, _token_null(token))), strict=True):
-                typed[f.name] = _typed_field(f, _nulled(values, f.null), bad)
+            for f, values in zip(token.fields, split_token(token, nulled(raw, token_null(token))), strict=True):
+                typed[f.name] = typed_field(f, nulled(values, f.null), bad)
         for join, positions in self.joins:
             if positions is not None:
                 values = pc.binary_join_element_wise(*(token_columns[i] for i in positions), join.separator)
-                typed[join.field.name] = _typed_field(join.field, _nulled(values, join.field.null), bad)
+                typed[join.field.name] = typed_field(join.field, nulled(values, join.field.null), bad)
         if self.unknown:
             extras = _prepend(extras, [token_columns[i] for i in self.unknown])
         arrays = [typed.get(f.name, pa.nulls(n, arrow_type(f.type))) for f in self.union.fields]
