@@ -79,7 +79,22 @@ class LineTokenizer:
             pos += len(self._delimiter)
 
 
-class DelimitedParser:
+class LineBlockParser:
+    """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size."""
+
+    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
+        next_line = 1
+        for block in line_blocks(stream, key):
+            parsed = self.parse_block(block, next_line)
+            next_line += parsed.lines
+            yield parsed
+
+    def parse_block(self, block: bytes, first_line: int) -> Parsed:
+        """Parse a block of whole lines; `first_line` is the 1-based number of its first line."""
+        raise NotImplementedError
+
+
+class DelimitedParser(LineBlockParser):
     """Parses one object's lines for one format with a Delimited grammar."""
 
     def __init__(self, fmt: LogFormat) -> None:
@@ -97,18 +112,9 @@ class DelimitedParser:
         self.csv_null: str | None = common[0][0] if common else None
         self.token_nulls = token_nulls
 
-    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
-        """Parse a decompressed object stream, block by block (memory stays bounded by the block size)."""
-        next_line = 1
-        for block in line_blocks(stream, key):
-            parsed = self.parse_block(block, next_line)
-            next_line += parsed.lines
-            yield parsed
-
     # -- block level ---------------------------------------------------------------------------------
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
-        """Parse a block of whole lines; `first_line` is the 1-based number of its first line."""
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         if self.width is None:
             self.width = self._usual_width(block)

@@ -16,23 +16,20 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterator
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
-from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
+from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed
 from servicelogs.render.arrow import arrow_type
-from servicelogs.sources import line_blocks
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
 _NO_QUOTE = ""  # Delimited's "no quoting at all"
 
 
-class HeaderDelimitedParser:
+class HeaderDelimitedParser(LineBlockParser):
     """Parses one object's lines for one format with a HeaderDelimited grammar (one instance per object)."""
 
     def __init__(self, fmt: LogFormat) -> None:
@@ -41,13 +38,6 @@ class HeaderDelimitedParser:
         self.grammar: HeaderDelimited = fmt.grammar
         self._layouts: dict[tuple[str, ...] | None, _Layout] = {}
         self._current: tuple[str, ...] | None = None  # names of the header in force; None: the default order
-
-    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
-        next_line = 1
-        for block in line_blocks(stream, key):
-            parsed = self.parse_block(block, next_line)
-            next_line += parsed.lines
-            yield parsed
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
