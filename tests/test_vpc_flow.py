@@ -470,11 +470,11 @@ def test_every_line_of_every_sample_is_accounted_for(convert, path: Path):
 
 
 def test_the_header_holds_across_blocks(convert, monkeypatch):
-    from servicelogs.engines import header_parse
+    from servicelogs.engines import arrow_parse
     from servicelogs.sources import line_blocks
 
     # Tiny blocks: each holds a line or two, so the header's order must carry over from block to block.
-    monkeypatch.setattr(header_parse, "line_blocks", lambda stream, key: line_blocks(stream, key, block_size=100))
+    monkeypatch.setattr(arrow_parse, "line_blocks", lambda stream, key: line_blocks(stream, key, block_size=100))
     out = convert("vpc_flow", {KEY: fixture(DOC + "custom-v3-tcp-flags.log")})
     s = out.summary
     assert (s.lines, s.rows, s.rejects, s.header_lines) == (9, 7, 1, 1)
