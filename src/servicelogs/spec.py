@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 from servicelogs.types import BIGINT, STRING, STRING_LIST, Type
 
+EPOCH_SECONDS = "%s"
+"""`Field.time_format` of a timestamp written as seconds since 1970-01-01 UTC (VPC Flow Logs)."""
+
 
 @dataclass(frozen=True)
 class Field:

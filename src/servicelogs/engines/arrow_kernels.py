@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs.render.arrow import arrow_type
-from servicelogs.spec import Field, Split, Token
+from servicelogs.spec import EPOCH_SECONDS, Field, Split, Token
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
 
 TYPE_WORDS = {
@@ -135,6 +135,9 @@ def _looks_like(f: Field, values: pa.Array) -> list[bool]:
 
 
 def _convert(values: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
+    if f.type == TIMESTAMP and f.time_format == EPOCH_SECONDS:  # integer arithmetic, not text parsing
+        seconds = pc.cast(values, pa.int64())
+        return pc.multiply_checked(seconds, 1_000_000).cast(pa.timestamp("us", tz="UTC"))
     if f.type == TIMESTAMP and f.time_format:
         parsed = pc.strptime(values, format=f.time_format, unit="us", error_is_null=False)
         return parsed.cast(target) if parsed.type.tz else pc.assume_timezone(parsed, "UTC")

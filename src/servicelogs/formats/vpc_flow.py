@@ -18,6 +18,7 @@ field, `record_region` here, because `region` is the partition column from the o
 """
 
 from servicelogs.spec import (
+    EPOCH_SECONDS,
     Example,
     Field,
     ForeignLine,
@@ -62,9 +63,9 @@ TOKENS = (
         TIMESTAMP,
         "When the first packet of the window was received (UTC; epoch seconds in the log). The event time; "
         "a custom format without it is partitioned by the delivery date in the object key.",
-        time_format="%s",
+        time_format=EPOCH_SECONDS,
     ),
-    _one("end", "2", TIMESTAMP, "When the last packet of the window was received (UTC).", time_format="%s"),
+    _one("end", "2", TIMESTAMP, "When the last packet of the window was received (UTC).", time_format=EPOCH_SECONDS),
     _one("action", "2", doc="ACCEPT or REJECT; null for NODATA/SKIPDATA records."),
     _one("log-status", "2", doc="OK, NODATA (no traffic in the window) or SKIPDATA (records skipped)."),
     _one("vpc-id", "3", doc="VPC of the interface."),
