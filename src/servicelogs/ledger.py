@@ -7,7 +7,7 @@ which source objects a batch consumed, identified by (key, size, ETag or version
 made visible: "done" and "visible" change in that one atomic write.
 
     ledger/commits/<N>.json       batch id, run id, sources, files, staging prefix
-    ledger/checkpoints/<N>.parquet  every done source as of commit N (a no-op run reads this + a few commits)
+    ledger/checkpoints/<N>.checkpoint  every done source as of commit N (a no-op run reads this + a few commits)
     ledger/intents/<batch>.json    the source set of a batch about to be converted (written before its files)
     staging/<run>/<batch>/...       files of uncommitted batches: outside the table, never seen by a reader
     runs/<run>.json, .lock/.lease   run summaries; liveness of running runs
@@ -103,7 +103,7 @@ class Ledger:
         return f"{self.prefix}/ledger/commits/{seq:0{SEQ_DIGITS}d}.json"
 
     def _checkpoint_key(self, seq: int) -> str:
-        return f"{self.prefix}/ledger/checkpoints/{seq:0{SEQ_DIGITS}d}.parquet"
+        return f"{self.prefix}/ledger/checkpoints/{seq:0{SEQ_DIGITS}d}.checkpoint"
 
     def intent_key(self, batch_id: str) -> str:
         return f"{self.prefix}/ledger/intents/{batch_id}.json"
@@ -261,3 +261,73 @@ def _read_checkpoint(data: bytes, seq: int) -> State:
     keys, sizes, etags = (table.column(c).to_pylist() for c in ("key", "size", "etag"))
     done = {k: (s, e) for k, s, e in zip(keys, sizes, etags, strict=True)}
     return State(head=seq, checkpoint=seq, done=done, batches=set(batches.column("batch_id").to_pylist()))
+
+
+def tables(store: Store) -> list[str]:
+    """The tables that have a ledger under this target."""
+    names = {key.split("/", 2)[1] for key, _ in store.list("_servicelogs")}
+    return sorted(names)
+
+
+def status(store: Store, table: str, last_runs: int = 5) -> dict:
+    """What `servicelogs status` shows: done objects, pending batches, unpublished commits, last runs."""
+    ledger = Ledger(store, f"_servicelogs/{table}")
+    state = ledger.load()
+    intents = [bid for bid, _ in ledger.intents() if bid not in state.batches]
+    staging_runs = sorted({key.split("/", 3)[3].split("/", 1)[0] for key, _ in store.list(f"{ledger.prefix}/staging")})
+    run_keys = sorted(key for key, _ in store.list(ledger.runs) if key.endswith(".json"))[-last_runs:]
+    runs = []
+    for key in reversed(run_keys):
+        data = store.get(key)
+        if data is not None:
+            d = json.loads(data)
+            runs.append({k: d.get(k) for k in _RUN_FIELDS})
+    return {
+        "target": store.url,
+        "table": table,
+        "done_objects": len(state.done),
+        "commits": state.head,
+        "checkpoint": state.checkpoint,
+        "unpublished_commits": [c.seq for c in state.recent],
+        "pending_batches": intents,
+        "staging_runs": [{"run_id": r, "alive": not store.is_dead(r, ledger.runs)} for r in staging_runs],
+        "last_runs": runs,
+    }
+
+
+_RUN_FIELDS = (
+    "run_id",
+    "ok",
+    "objects_listed",
+    "objects_new",
+    "objects_converted",
+    "objects_failed",
+    "batches_committed",
+    "batches_lost",
+    "rows",
+    "rejects",
+    "seconds",
+)
+
+
+def status_text(s: dict) -> str:
+    lines = [
+        f"table {s['table']} at {s['target']}",
+        f"  done objects:        {s['done_objects']}",
+        f"  commits:             {s['commits']} (checkpoint at {s['checkpoint']})",
+        f"  unpublished commits: {len(s['unpublished_commits'])} (the next run publishes them)",
+        f"  pending batches:     {len(s['pending_batches'])} (intents without a commit: redone by the next run)",
+    ]
+    for r in s["staging_runs"]:
+        lines.append(
+            f"  staging of run {r['run_id']}: {'running' if r['alive'] else 'abandoned (the next run cleans it)'}"
+        )
+    lines.append("  last runs:" if s["last_runs"] else "  last runs: none")
+    for r in s["last_runs"]:
+        lines.append(
+            f"    {r['run_id']}  {'ok' if r['ok'] else 'FAILED'}  {r['objects_new']} new, "
+            f"{r['objects_converted']} converted, {r['objects_failed']} failed, {r['batches_committed']} batches, "
+            f"{r['batches_lost']} lost to a concurrent run, {r['rows']} rows + {r['rejects']} rejects, "
+            f"{r['seconds']:.2f} s"
+        )
+    return "\n".join(lines)
