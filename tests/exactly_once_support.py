@@ -122,7 +122,9 @@ def _context() -> multiprocessing.context.BaseContext:
     global _ctx
     if _ctx is None:
         _ctx = multiprocessing.get_context("forkserver")
-        _ctx.set_forkserver_preload(["servicelogs.cli", "servicelogs.engines.local", "servicelogs.s3", "pyarrow.parquet"])
+        _ctx.set_forkserver_preload(
+            ["servicelogs.cli", "servicelogs.engines.local", "servicelogs.s3", "pyarrow.parquet"]
+        )
     return _ctx
 
 

@@ -140,11 +140,12 @@ class S3Store:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.s3 = _Client(endpoint_url)
-        self._stop: threading.Event | None = None
+        self._renewed = 0.0  # when this process last renewed its run's lease
+        self._lease_key = ""
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_stop"] = None
+        state["_renewed"], state["_lease_key"] = 0.0, ""
         return state
 
     @classmethod
@@ -332,8 +333,13 @@ class S3Store:
             while not stop.wait(ttl / 4):
                 with contextlib.suppress(Exception):
                     self.s3.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=_lease_body(run_id))
+                    self._renewed = time.time()
 
+        if self._renewed and self._lease_key == key:  # a worker of a run whose lease is already held
+            yield
+            return
         self.put(key, _lease_body(run_id))
+        self._renewed, self._lease_key = time.time(), key
         thread = threading.Thread(target=beat, daemon=True, name=f"lease-{run_id}")
         thread.start()
         try:
@@ -341,8 +347,18 @@ class S3Store:
         finally:
             stop.set()
             thread.join()
-            with contextlib.suppress(StorageError):
-                self.delete(key)
+
+    def end_lease(self, run_id: str, prefix: str) -> None:
+        with contextlib.suppress(StorageError):
+            self.delete(f"{prefix}/{run_id}.lease")
+        self._renewed = 0.0
+
+    def check_lease(self, run_id: str, prefix: str) -> None:
+        """Refuse to commit when our lease may have lapsed (a stalled process): another run may already
+        have judged this run dead and removed its staged files. Half the TTL is the safety margin."""
+        ttl = _env_float("SERVICELOGS_LEASE_SECONDS", 600)
+        if self._renewed and time.time() - self._renewed > ttl / 2:
+            raise StorageError("commit", f"{prefix}/{run_id}.lease", "the run's lease was not renewed in time")
 
     def is_dead(self, run_id: str, prefix: str) -> bool:
         ttl = _env_float("SERVICELOGS_LEASE_SECONDS", 600)

@@ -55,6 +55,10 @@ class Store(Protocol):
 
     def lease(self, run_id: str, prefix: str) -> contextlib.AbstractContextManager[None]: ...
 
+    def end_lease(self, run_id: str, prefix: str) -> None: ...
+
+    def check_lease(self, run_id: str, prefix: str) -> None: ...
+
     def is_dead(self, run_id: str, prefix: str) -> bool: ...
 
     def clean_uploads(self, prefix: str, dead: set[str]) -> int: ...
@@ -177,11 +181,13 @@ class LocalStore:
 
     @contextlib.contextmanager
     def lease(self, run_id: str, prefix: str) -> Iterator[None]:
+        """Hold a shared flock on the run's lock file: the run and each of its workers take one, so the run
+        counts as alive while any of its processes is; the kernel drops the lock of a killed process."""
         path = self.path(f"{prefix}/{run_id}.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH)
             # A cleaner may have unlinked the file between our open and flock: lock the file at the name.
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(path).st_ino == os.fstat(fd).st_ino:
@@ -190,9 +196,14 @@ class LocalStore:
         try:
             yield
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
             os.close(fd)
+
+    def end_lease(self, run_id: str, prefix: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(f"{prefix}/{run_id}.lock"))
+
+    def check_lease(self, run_id: str, prefix: str) -> None:
+        """Nothing to check: a live process holds its flock for as long as it lives."""
 
     def is_dead(self, run_id: str, prefix: str) -> bool:
         """A run is dead when nobody holds its lock (the kernel drops an flock with its process)."""
@@ -202,13 +213,13 @@ class LocalStore:
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(f"{prefix}/{run_id}.lock"))  # while holding it: see lease()
+            return True
         except BlockingIOError:
             return False
         finally:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(f"{prefix}/{run_id}.lock"))
-        return True
 
     def clean_temp(self, prefix: str) -> int:
         """Delete temporary files left by writers that died (their pid is gone; same host)."""
@@ -231,12 +242,12 @@ _TEMP = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]+$")
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:
         return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie wrote its last byte long ago
 
 
 def _fsync_file(path: Path) -> None:

@@ -9,6 +9,7 @@ cannot be read fails alone: its batch is redone without it, so none of its rows 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -157,6 +158,7 @@ def run(
         summary.seconds = time.perf_counter() - started
         summary.cpu_seconds = _cpu_seconds() - cpu_started
         store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+    store.end_lease(run_id, ledger.runs)
     return summary
 
 
@@ -282,6 +284,19 @@ _progress_queue: multiprocessing.Queue | None = None
 def _init_worker(q: multiprocessing.Queue) -> None:
     global _progress_queue
     _progress_queue = q
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive its run: a killed run's batches are redone by the next run, which must
+    not race a straggler of the dead one."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def _execute(tasks: list[BatchTask], workers: int, progress: Progress | None) -> Iterator[BatchResult]:
@@ -327,8 +342,13 @@ def convert_batch(task: BatchTask) -> BatchResult:
     is shared with the failed attempt). A batch another run committed first is dropped; if only some of
     its sources were taken, the rest is converted as a new batch.
     """
-    fmt = formats.get(task.format_name)
     ledger = Ledger(task.store, task.layout.state)
+    with task.store.lease(task.run_id, ledger.runs):
+        return _convert_batch(task, ledger)
+
+
+def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
+    fmt = formats.get(task.format_name)
     state = State(head=task.head)
     objects = task.objects
     outcome = BatchResult()
@@ -358,6 +378,7 @@ def convert_batch(task: BatchTask) -> BatchResult:
         rels = task.store.stage(work, staging)
         files = [(f"{staging}/{rel}", task.layout.visible(rel)) for rel in rels]
         try:
+            task.store.check_lease(task.run_id, ledger.runs)
             commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
         except ConflictError:
             task.store.delete_prefix(staging)
