@@ -330,7 +330,7 @@ class S3Store:
         stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(ttl / 4):
+            while not stop.wait(ttl / 5):
                 with contextlib.suppress(Exception):
                     self.s3.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=_lease_body(run_id))
                     self._renewed = time.time()
@@ -355,9 +355,9 @@ class S3Store:
 
     def check_lease(self, run_id: str, prefix: str) -> None:
         """Refuse to commit when our lease may have lapsed (a stalled process): another run may already
-        have judged this run dead and removed its staged files. Half the TTL is the safety margin."""
+        have judged this run dead and removed its staged files. A quarter of the TTL is the safety margin."""
         ttl = _env_float("SERVICELOGS_LEASE_SECONDS", 600)
-        if self._renewed and time.time() - self._renewed > ttl / 2:
+        if self._renewed and time.time() - self._renewed > ttl * 0.75:
             raise StorageError("commit", f"{prefix}/{run_id}.lease", "the run's lease was not renewed in time")
 
     def is_dead(self, run_id: str, prefix: str) -> bool:
