@@ -148,22 +148,30 @@ OPS = [
     "ListObjectsV2",
 ]
 KINDS = ["429", "500", "503", "reset", "timeout"]
+WHERE = {  # which keys a permanent fault hits (so that the run's lease, say, still gets through)
+    "PutObject": "/staging/",
+    "CreateMultipartUpload": "/staging/",
+    "UploadPart": "/staging/",
+    "CompleteMultipartUpload": "/staging/",
+    "PutObject If-None-Match": "/ledger/commits/",
+    "CopyObject": "/lake/alb/",
+}
 
 
-@pytest.mark.parametrize(("op", "kind"), [(op, kind) for op in OPS for kind in KINDS])
-def test_transient_fault_once_or_twice_is_retried(world: World, op: str, kind: str) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_transient_faults_on_every_operation_are_retried(world: World, kind: str) -> None:
+    """Each operation fails once (twice for 503 and resets) in the same run: every one is retried."""
     times = 2 if kind in ("503", "reset") else 1
-    fault = world.proxy.fail(op, kind, times=times)
+    faults = [world.proxy.fail(op, kind, times=times) for op in OPS]
     summary = world.convert()
-    assert fault.hits == times, f"{op} was never called"
+    assert [f.hits for f in faults] == [times] * len(OPS)
     assert summary.ok, summary.text()
     world.check()
 
 
 @pytest.mark.parametrize("op", OPS)
 def test_permanent_fault_names_the_operation_and_the_next_run_completes(world: World, op: str) -> None:
-    # Let one batch through first, so the failure strikes a run with something already committed.
-    world.proxy.fail(op, "503", times=-1, key_contains="" if op in ("ListObjectsV2", "GetObject") else "staging")
+    world.proxy.fail(op, "503", times=-1, key_contains=WHERE.get(op, ""))
     failed = run_cli(world.args(), world.env())
     assert failed.code in (1, 2), failed.output
     assert f"S3 {op}" in failed.output or (op == "GetObject" and "GetObject" in failed.output), failed.output
@@ -177,8 +185,10 @@ def test_permanent_fault_names_the_operation_and_the_next_run_completes(world: W
 
 
 def test_crash_at_every_side_effect_on_s3(s3, tmp_path: Path) -> None:
+    """Every point with SERVICELOGS_S3_CRASH_STRIDE=1 (the closing note); CI takes every 5th."""
+    stride = int(os.environ.get("SERVICELOGS_S3_CRASH_STRIDE", "5"))
     points = 0
-    for n in range(1, 300):
+    for n in range(1, 300, stride):
         world = World(s3, tmp_path, count=6)
         crashed = run_cli(world.args(), world.env(SERVICELOGS_CRASH_AT=str(n)))
         if not crashed.killed:
@@ -191,7 +201,7 @@ def test_crash_at_every_side_effect_on_s3(s3, tmp_path: Path) -> None:
         rerun = world.convert()
         assert rerun.ok, rerun.text()
         world.check()
-    assert points >= 60, f"only {points} crash points"
+    assert points * stride >= 60, f"only {points * stride} crash points"
 
 
 def test_random_kills_on_s3(s3, tmp_path: Path) -> None:

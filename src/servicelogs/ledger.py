@@ -203,20 +203,23 @@ class Ledger:
         self.store.delete_prefix(self.staging(commit.run_id, commit.batch_id))
         self.store.delete(self.intent_key(commit.batch_id))
 
-    def publish_pending(self, state: State) -> int:
-        """Publish the commits after the checkpoint (a crash may have struck between commit and copy)."""
-        for commit in state.recent:
+    def publish_pending(self, state: State, published_by: str = "") -> int:
+        """Publish the commits after the checkpoint (a crash may have struck between commit and copy),
+        but those of run `published_by`, which published its own before it went on."""
+        pending = [c for c in state.recent if c.run_id != published_by]
+        for commit in pending:
             self.publish(commit)
-        return len(state.recent)
+        return len(pending)
 
-    def checkpoint(self, state: State) -> bool:
+    def checkpoint(self, state: State, run_id: str = "") -> bool:
         """Write a checkpoint at `state.head`, once all commits up to it are published."""
         if state.head <= state.checkpoint:
             return False
-        self.publish_pending(state)
+        self.publish_pending(state, published_by=run_id)
         written = self.store.put_if_absent(self._checkpoint_key(state.head), _write_checkpoint(state))
         for commit in state.recent:
-            self.finish(commit)
+            if commit.run_id != run_id:
+                self.finish(commit)
         state.checkpoint, state.recent = state.head, []
         old = sorted(k for k, _ in self.store.list(f"{self.prefix}/ledger/checkpoints"))[:-3]
         for key in old:

@@ -152,7 +152,7 @@ def run(
             _add(summary, result)
         summary.objects_failed = len(summary.failed)
         ledger.catch_up(state)
-        ledger.checkpoint(state)
+        ledger.checkpoint(state, run_id)
         store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
         summary.ledger_head = state.head
         summary.seconds = time.perf_counter() - started
