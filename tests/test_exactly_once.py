@@ -118,6 +118,7 @@ def test_crash_at_every_side_effect_then_rerun(tmp_path: Path) -> None:
         assert rerun.ok, rerun.text()
         assert_clean(lake, objects)
         shutil.rmtree(lake)
+    print(f"local: {points} crash points checked")
     assert points >= 60, f"only {points} crash points"
     names = {line.split("\t")[2].split(" ")[0] for line in log.read_text().splitlines()}
     assert {"write", "link", "rename", "publish", "create", "close", "fsync", "delete"} <= names

@@ -367,17 +367,21 @@ class S3Store:
             return True
         return time.time() - json.loads(data)["heartbeat"] > ttl
 
-    def clean_uploads(self, prefix: str, dead: set[str]) -> int:
-        """Abort the unfinished multipart uploads of dead runs under `prefix` (staging/<run_id>/...)."""
+    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
+        """Abort the unfinished multipart uploads of dead runs under `prefix` (staging/<run_id>/...).
+        A run killed during its first upload has no staged object yet: its uploads name it."""
         full = self.key(prefix).rstrip("/") + "/"
         page = self.s3.call(
             "ListMultipartUploads", f"s3://{self.bucket}/{full}", self.s3.client.list_multipart_uploads,
             Bucket=self.bucket, Prefix=full,
         )  # fmt: skip
         aborted = 0
+        dead: dict[str, bool] = {}
         for upload in page.get("Uploads", []):
             run_id = upload["Key"][len(full) :].split("/", 1)[0]
-            if run_id in dead:
+            if run_id not in dead:
+                dead[run_id] = run_id != own_run and self.is_dead(run_id, runs)
+            if dead[run_id]:
                 crash.point(f"AbortMultipartUpload {upload['Key']}")
                 self.s3.call(
                     "AbortMultipartUpload", f"s3://{self.bucket}/{upload['Key']}",

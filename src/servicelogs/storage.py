@@ -61,7 +61,7 @@ class Store(Protocol):
 
     def is_dead(self, run_id: str, prefix: str) -> bool: ...
 
-    def clean_uploads(self, prefix: str, dead: set[str]) -> int: ...
+    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int: ...
 
 
 def open_store(location: str | os.PathLike[str]) -> Store:
@@ -233,7 +233,7 @@ class LocalStore:
                         removed += 1
         return removed
 
-    def clean_uploads(self, prefix: str, dead: set[str]) -> int:
+    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
         return 0  # no multipart uploads on a local disk; dead runs' temp files go with their staging folder
 
 

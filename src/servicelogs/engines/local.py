@@ -229,7 +229,7 @@ def clean_abandoned(store: Store, ledger: Ledger, own_run: str) -> tuple[int, in
     dead = {r for r in runs if r != own_run and store.is_dead(r, ledger.runs)}
     for r in sorted(dead):
         store.delete_prefix(f"{ledger.prefix}/staging/{r}")
-    aborted = store.clean_uploads(f"{ledger.prefix}/staging", dead | {"?"})
+    aborted = store.clean_uploads(f"{ledger.prefix}/staging", ledger.runs, own_run)
     clean_temp = getattr(store, "clean_temp", None)
     if clean_temp:
         clean_temp(ledger.prefix)
