@@ -3,8 +3,9 @@
 moto runs in its own process, single-threaded, so its conditional writes are atomic as S3's are (its
 threaded server checks If-None-Match and stores in two steps). The proxy forwards every request and can
 fail chosen ones, by operation, a given number of times or for good: an S3 error status (429 SlowDown,
-500 InternalError, 503 SlowDown), a connection reset, or a timeout (it holds the request past the
-client's read timeout). It also logs the requests, so a test can see which objects were read.
+500 InternalError, 503 SlowDown), a connection reset, a timeout (it holds the request past the
+client's read timeout), or a lost answer (the request reaches S3, the client sees a reset). It also
+logs the requests, so a test can see which objects were read.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def operation(method: str, path: str, query: str, headers: dict[str, str]) -> st
 @dataclass
 class Fault:
     operation: str  # as `operation()` names it
-    kind: str  # "429", "500", "503", "reset", "timeout"
+    kind: str  # "429", "500", "503", "reset", "timeout", "drop" (forwarded, then the answer is lost)
     times: int = 1  # -1: every time
     key_contains: str = ""
     hits: int = 0
@@ -163,7 +164,15 @@ def start_proxy(upstream: int) -> tuple[Proxy, ThreadingHTTPServer]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             op = operation(self.command, parts.path, parts.query, headers)
             fault = proxy.pick(op, unquote(parts.path))
-            if fault and fault.kind == "reset":
+            if fault and fault.kind == "drop":  # the request lands, its answer is lost
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
+                fwd = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")
+                }
+                conn.request(self.command, self.path, body=body, headers={**fwd, "Content-Length": str(len(body))})
+                conn.getresponse().read()
+                conn.close()
+            if fault and fault.kind in ("reset", "drop"):
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
                 self.close_connection = True

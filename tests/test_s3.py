@@ -147,7 +147,7 @@ OPS = [
     "GetObject",
     "ListObjectsV2",
 ]
-KINDS = ["429", "500", "503", "reset", "timeout"]
+KINDS = ["429", "500", "503", "reset", "timeout", "drop"]
 WHERE = {  # which keys a permanent fault hits (so that the run's lease, say, still gets through)
     "PutObject": "/staging/",
     "CreateMultipartUpload": "/staging/",
@@ -160,7 +160,8 @@ WHERE = {  # which keys a permanent fault hits (so that the run's lease, say, st
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_transient_faults_on_every_operation_are_retried(world: World, kind: str) -> None:
-    """Each operation fails once (twice for 503 and resets) in the same run: every one is retried."""
+    """Each operation fails once (twice for 503 and resets) in the same run: every one is retried. With
+    "drop" the first attempt did land: a retried conditional commit must see its own commit, not a loss."""
     times = 2 if kind in ("503", "reset") else 1
     faults = [world.proxy.fail(op, kind, times=times) for op in OPS]
     summary = world.convert()
@@ -248,3 +249,12 @@ def test_abandoned_multipart_upload_is_aborted_by_the_next_run(world: World) -> 
     summary = world.convert()
     assert summary.uploads_aborted == 1 and summary.staging_cleaned == 1
     world.check()
+
+
+def test_import_servicelogs_does_not_import_boto3() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, servicelogs, servicelogs.cli, servicelogs.ledger; print('boto3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -367,6 +367,22 @@ class S3Store:
             return True
         return time.time() - json.loads(data)["heartbeat"] > ttl
 
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort every unfinished upload under `prefix`: at the end of a run, those of its own whose
+        CreateMultipartUpload answer was lost (the retry started another one)."""
+        full = self.key(prefix).rstrip("/") + "/"
+        page = self.s3.call(
+            "ListMultipartUploads", f"s3://{self.bucket}/{full}", self.s3.client.list_multipart_uploads,
+            Bucket=self.bucket, Prefix=full,
+        )  # fmt: skip
+        for upload in page.get("Uploads", []):
+            crash.point(f"AbortMultipartUpload {upload['Key']}")
+            self.s3.call(
+                "AbortMultipartUpload", f"s3://{self.bucket}/{upload['Key']}", self.s3.client.abort_multipart_upload,
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
+            )  # fmt: skip
+        return len(page.get("Uploads", []))
+
     def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
         """Abort the unfinished multipart uploads of dead runs under `prefix` (staging/<run_id>/...).
         A run killed during its first upload has no staged object yet: its uploads name it."""

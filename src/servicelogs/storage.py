@@ -63,6 +63,8 @@ class Store(Protocol):
 
     def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int: ...
 
+    def abort_uploads(self, prefix: str) -> int: ...
+
 
 def open_store(location: str | os.PathLike[str]) -> Store:
     location = os.fspath(location)
@@ -234,6 +236,9 @@ class LocalStore:
         return removed
 
     def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
+        return 0
+
+    def abort_uploads(self, prefix: str) -> int:
         return 0  # no multipart uploads on a local disk; dead runs' temp files go with their staging folder
 
 

@@ -154,6 +154,7 @@ def run(
         ledger.catch_up(state)
         ledger.checkpoint(state, run_id)
         store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
+        store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
         summary.ledger_head = state.head
         summary.seconds = time.perf_counter() - started
         summary.cpu_seconds = _cpu_seconds() - cpu_started
