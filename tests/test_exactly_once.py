@@ -276,3 +276,17 @@ def test_duckdb_globs_see_dot_and_underscore_files(tmp_path: Path) -> None:
         pq.write_table(pa.table({"v": [1]}), tmp_path / "t" / name)
     seen = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/t/**/*.parquet')").fetchall()
     assert seen == [(4,)]
+
+
+def test_a_batch_partly_taken_by_another_run_converts_only_the_rest(corpus) -> None:
+    """A run planned a batch from a stale ledger; another run committed some of its sources meanwhile:
+    the commit is refused, the staged copy dropped, and the remaining sources go in a new batch."""
+    src, lake, objects = corpus
+    servicelogs.convert("alb", src, lake, workers=1, since=date(2024, 5, 1), until=date(2024, 5, 2))
+    source, store = LocalSource(src), LocalStore(lake)
+    fmt = servicelogs.formats.get("alb")
+    items = tuple((o, tuple(sorted(fmt.match_key(o.key).items()))) for o in sorted(source.list()))  # type: ignore[union-attr]
+    task = local.BatchTask("alb", source, store, local.Layout("alb"), "stale-run", items, head=0)
+    result = local.convert_batch(task)
+    assert (len(result.lost), result.committed, result.objects_converted) == (1, 1, 4)
+    assert_clean(lake, objects)

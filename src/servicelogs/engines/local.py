@@ -383,6 +383,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
             commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
         except ConflictError:
             task.store.delete_prefix(staging)
+            task.store.delete(ledger.intent_key(result.batch_id))
             outcome.lost.append(result.batch_id)
             objects = tuple(item for item in objects if not state.is_done(item[0]))
             continue
