@@ -106,7 +106,7 @@ def test_crash_at_every_side_effect_then_rerun(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_local(src, objects)
     log = tmp_path / "points.log"
-    points = 0
+    points = resumed = 0
     for n in range(1, 400):
         lake = tmp_path / f"lake{n}"
         crashed = run_cli(cli_args(src, lake), {"SERVICELOGS_CRASH_AT": str(n), "SERVICELOGS_CRASH_LOG": str(log)})
@@ -116,10 +116,12 @@ def test_crash_at_every_side_effect_then_rerun(tmp_path: Path) -> None:
         points += 1
         rerun = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
         assert rerun.ok, rerun.text()
+        resumed += rerun.batches_resumed
         assert_clean(lake, objects)
         shutil.rmtree(lake)
-    print(f"local: {points} crash points checked")
+    print(f"local: {points} crash points checked, {resumed} crashed batches redone from their intent")
     assert points >= 60, f"only {points} crash points"
+    assert resumed > 0
     names = {line.split("\t")[2].split(" ")[0] for line in log.read_text().splitlines()}
     assert {"write", "link", "rename", "publish", "create", "close", "fsync", "delete"} <= names
 
@@ -162,6 +164,7 @@ def test_concurrent_runs(tmp_path: Path, runs: int) -> None:
         assert all("Traceback" not in r.output for r in results)
         lost = [r for r in results if r.code == 3]
         assert all("CONCURRENT: " in r.output for r in lost)
+        print(f"{runs} concurrent runs: exit codes {sorted(r.code for r in results)}")
         assert_clean(lake, objects)
 
 
