@@ -211,8 +211,13 @@ def start_proxy(upstream: int) -> tuple[Proxy, ThreadingHTTPServer]:
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+            pass  # clients killed mid-request are the point of these tests
+
+    server = Server(("127.0.0.1", 0), Handler)
     proxy.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="s3-fault-proxy").start()
     return proxy, server

@@ -211,7 +211,8 @@ def _resume_intents(ledger: Ledger, state: State, new: list[Item], summary: RunS
     resumed: list[tuple[Item, ...]] = []
     taken: set[int] = set()
     for bid, sources in ledger.intents():
-        if bid in state.batches:
+        if bid in state.batches or any(state.is_done(o) for o in sources):
+            # Stale: committed, or overtaken. Intents only steer the redo; dropping one is always safe.
             ledger.store.delete(ledger.intent_key(bid))
             continue
         idx = [by_key.get(o.key) for o in sources]
