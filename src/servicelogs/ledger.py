@@ -310,6 +310,7 @@ _RUN_FIELDS = (
     "rows",
     "rejects",
     "seconds",
+    "error",
 )
 
 
@@ -331,6 +332,6 @@ def status_text(s: dict) -> str:
             f"    {r['run_id']}  {'ok' if r['ok'] else 'FAILED'}  {r['objects_new']} new, "
             f"{r['objects_converted']} converted, {r['objects_failed']} failed, {r['batches_committed']} batches, "
             f"{r['batches_lost']} lost to a concurrent run, {r['rows']} rows + {r['rejects']} rejects, "
-            f"{r['seconds']:.2f} s"
+            f"{r['seconds']:.2f} s" + (f"\n      stopped: {r['error']}" if r.get("error") else "")
         )
     return "\n".join(lines)

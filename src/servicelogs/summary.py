@@ -45,10 +45,11 @@ class RunSummary:
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
     rewritten: list[ObjectProblem] = field(default_factory=list)
+    error: str = ""  # why the run stopped early (a store operation that kept failing), else empty
 
     @property
     def ok(self) -> bool:
-        return self.objects_failed == 0
+        return self.objects_failed == 0 and not self.error
 
     @property
     def mb_per_second(self) -> float:

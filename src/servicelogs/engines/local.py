@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
 from servicelogs.engines.writer import PartitionedWriter
-from servicelogs.errors import ConflictError, SourceError, UsageError
+from servicelogs.errors import ConflictError, ServiceLogsError, SourceError, UsageError
 from servicelogs.ledger import Ledger, State
 from servicelogs.render.arrow import rejects_schema, schema
 from servicelogs.sources import Source, SourceObject, decompressed, delivery_date
@@ -140,27 +140,53 @@ def run(
     ledger = Ledger(store, layout.state)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     summary = RunSummary(run_id, fmt.name, str(source), store.url)
+    tuning = (batch_bytes, batch_objects)
 
     with store.lease(run_id, ledger.runs):
-        state = ledger.load()
-        summary.commits_repaired = ledger.publish_pending(state)
-        summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
-        new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
-        batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, batch_bytes, batch_objects))
-        tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-        for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
-            _add(summary, result)
-        summary.objects_failed = len(summary.failed)
-        ledger.catch_up(state)
-        ledger.checkpoint(state, run_id)
-        store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
-        store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
-        summary.ledger_head = state.head
+        try:
+            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+        except ServiceLogsError as e:
+            # Recorded for `servicelogs status`, best effort: the store may be what failed.
+            summary.error = str(e)
+            with contextlib.suppress(ServiceLogsError):
+                store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+            raise
         summary.seconds = time.perf_counter() - started
         summary.cpu_seconds = _cpu_seconds() - cpu_started
         store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
     store.end_lease(run_id, ledger.runs)
     return summary
+
+
+def _run(
+    fmt: LogFormat,
+    source: Source,
+    store: Store,
+    ledger: Ledger,
+    layout: Layout,
+    summary: RunSummary,
+    workers: int | None,
+    progress: Progress | None,
+    since: date | None,
+    until: date | None,
+    on_rewrite: str,
+    tuning: tuple[int, int],
+) -> None:
+    run_id = summary.run_id
+    state = ledger.load()
+    summary.commits_repaired = ledger.publish_pending(state)
+    summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
+    new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
+    batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning))
+    tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
+    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
+        _add(summary, result)
+    summary.objects_failed = len(summary.failed)
+    ledger.catch_up(state)
+    ledger.checkpoint(state, run_id)
+    store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
+    store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
+    summary.ledger_head = state.head
 
 
 def _new_objects(
