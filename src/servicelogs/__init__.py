@@ -18,6 +18,8 @@ from servicelogs import formats
 from servicelogs.errors import ServiceLogsError
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from servicelogs.engines.local import Progress
     from servicelogs.summary import RunSummary
 
@@ -33,18 +35,37 @@ def convert(
     workers: int | None = None,
     table: str | None = None,
     progress: Progress | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    on_rewrite: str = "report",
+    endpoint_url: str | None = None,
+    **tuning: int,
 ) -> RunSummary:
     """Convert the logs of `format` under `source` into the table under `target`.
 
+    `source` and `target` are local folders or s3://bucket/prefix URLs. Only objects not yet in the
+    table's ledger are read; see `servicelogs.engines.local.run` for `since`, `until` and `on_rewrite`.
     Returns the run summary; an object that could not be read is listed in `summary.failed` (the run
-    goes on). Raises UsageError for an unknown format or a source that is not there.
+    goes on). Raises UsageError for an unknown format or a source that is not there, StorageError when
+    the target cannot be written (naming the operation and the key).
     """
-    from pathlib import Path
-
     from servicelogs.engines import local
     from servicelogs.sources import open_source
+    from servicelogs.storage import open_store
 
     fmt = formats.get(format)
+    target_store = open_store(os.fspath(target))
+    if endpoint_url and hasattr(target_store, "s3"):
+        target_store.s3.endpoint_url = endpoint_url  # type: ignore[union-attr]
     return local.run(
-        fmt, open_source(os.fspath(source)), Path(target), workers=workers, table_name=table, progress=progress
+        fmt,
+        open_source(os.fspath(source), endpoint_url),
+        target_store,
+        workers=workers,
+        table_name=table,
+        progress=progress,
+        since=since,
+        until=until,
+        on_rewrite=on_rewrite,
+        **tuning,
     )

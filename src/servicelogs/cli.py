@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from datetime import date
 
 from servicelogs import __version__, formats
 from servicelogs.errors import ServiceLogsError
@@ -13,7 +14,11 @@ from servicelogs.errors import ServiceLogsError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="servicelogs", description="AWS service logs into typed, partitioned Parquet tables."
+        prog="servicelogs",
+        description="AWS service logs into typed, partitioned Parquet tables.",
+        epilog="exit status: 0 done; 1 some objects could not be read (listed; the next run retries them); "
+        "2 error (named operation and key; nothing partial is visible, the next run goes on); "
+        "3 done, but a concurrent run committed some of the batches first.",
     )
     parser.add_argument("--version", action="version", version=f"servicelogs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,6 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
     conv.add_argument("--table", help="table name under the target (default: the format name)")
     conv.add_argument("--json", action="store_true", help="print the summary as JSON, no progress bar")
+    conv.add_argument("--since", type=_date, help="only objects delivered on or after this date (YYYY-MM-DD)")
+    conv.add_argument("--until", type=_date, help="only objects delivered on or before this date (YYYY-MM-DD)")
+    conv.add_argument(
+        "--on-rewrite",
+        choices=("report", "convert"),
+        default="report",
+        help="a converted key now holding other content: report it and convert nothing (default), or convert "
+        "the new content as well",
+    )
+    conv.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
+    conv.add_argument("--batch-objects", type=int, help=argparse.SUPPRESS)
+    conv.add_argument("--batch-mb", type=float, help=argparse.SUPPRESS)
+
+    stat = sub.add_parser("status", help="show a table's ledger: done objects, pending batches, last runs")
+    stat.add_argument("target", help="folder or s3:// URL of the tables")
+    stat.add_argument("--table", help="table name (default: every table under the target)")
+    stat.add_argument("--json", action="store_true", help="print as JSON")
+    stat.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
 
     demo = sub.add_parser("demo", help="make a small ALB corpus, convert it and query it with DuckDB")
     demo.add_argument("--dir", default="servicelogs-demo", help="where to put the corpus and the table")
@@ -35,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "convert":
             return _convert(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "demo":
             from servicelogs.demo import run_demo
 
@@ -54,6 +79,11 @@ def _convert(args: argparse.Namespace) -> int:
     import servicelogs
 
     bar = None if args.json or not sys.stderr.isatty() else ProgressBar()
+    tuning = {}
+    if args.batch_objects:
+        tuning["batch_objects"] = args.batch_objects
+    if args.batch_mb:
+        tuning["batch_bytes"] = int(args.batch_mb * (1 << 20))
     summary = servicelogs.convert(
         args.format,
         args.source,
@@ -61,11 +91,47 @@ def _convert(args: argparse.Namespace) -> int:
         workers=args.workers,
         table=args.table,
         progress=bar.update if bar else None,
+        since=args.since,
+        until=args.until,
+        on_rewrite=args.on_rewrite,
+        endpoint_url=args.endpoint_url,
+        **tuning,
     )
     if bar:
         bar.close()
     print(summary.to_json() if args.json else summary.text())
-    return 0 if summary.ok else 1
+    if not summary.ok:
+        return 1
+    return EXIT_CONCURRENT if summary.batches_lost else 0
+
+
+EXIT_CONCURRENT = 3
+"""Every object is converted, but some batches were committed by a concurrent run (this one dropped its copy)."""
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from servicelogs import ledger
+    from servicelogs.storage import open_store
+
+    store = open_store(args.target)
+    if args.endpoint_url and hasattr(store, "s3"):
+        store.s3.endpoint_url = args.endpoint_url  # type: ignore[union-attr]
+    names = [args.table] if args.table else ledger.tables(store)
+    if not names:
+        print(f"no servicelogs table under {args.target}", file=sys.stderr)
+        return 1
+    found = [ledger.status(store, name) for name in names]
+    print(json.dumps(found, indent=2) if args.json else "\n".join(ledger.status_text(s) for s in found))
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from e
 
 
 class ProgressBar:

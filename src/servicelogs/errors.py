@@ -46,3 +46,20 @@ class FieldValueError(ServiceLogsError):
 
 class TargetError(ServiceLogsError):
     """The converted table could not be written or committed."""
+
+
+class StorageError(ServiceLogsError):
+    """An operation on a source or target store failed; the message names the operation and the key."""
+
+    def __init__(self, operation: str, key: str, reason: str, *, transient: bool = False) -> None:
+        super().__init__(f"{operation} {key}: {reason}")
+        self.operation, self.key, self.reason = operation, key, reason
+        self.transient = transient
+
+
+class ConflictError(ServiceLogsError):
+    """Another run committed first (a conditional write lost its race); the caller re-reads and retries."""
+
+
+class RewrittenSourceError(ServiceLogsError):
+    """A source key already converted now holds other content (another size or ETag)."""

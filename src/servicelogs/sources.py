@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from servicelogs.errors import SourceError, UsageError
 
@@ -23,11 +25,19 @@ GZIP_MAGIC = b"\x1f\x8b"
 class SourceObject:
     key: str
     size: int
-    etag: str  # content version: S3 ETag or version id; locally inode + size + mtime_ns
+    etag: str  # content version: the S3 ETag; locally mtime_ns + size (see LocalSource)
 
 
 class LocalSource:
-    """A folder tree on a local disk."""
+    """A folder tree on a local disk.
+
+    A local file has no ETag. Its identity is (key, size, mtime in ns): a listing needs no read, so a
+    no-op run over 100,000 files stays a metadata walk. Any rewrite through the file system changes the
+    mtime, so it is seen; copies that keep mtimes (cp -p, rsync -t, a restore) keep the identity, which is
+    what we want (same content, not new data). The inode is left out for that reason. What this cannot see
+    is a same-size rewrite that also forges the old mtime: a content hash would, at the cost of reading
+    every file on every run.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -44,7 +54,7 @@ class LocalSource:
                 path = Path(dirpath, name)
                 st = path.stat()
                 key = path.relative_to(self.root).as_posix()
-                yield SourceObject(key, st.st_size, f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
+                yield SourceObject(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def open(self, obj: SourceObject) -> BinaryIO:
         try:
@@ -53,10 +63,38 @@ class LocalSource:
             raise SourceError(obj.key, f"cannot open: {e.strerror}") from e
 
 
-def open_source(location: str) -> LocalSource:
+class Source(Protocol):
+    def list(self) -> Iterator[SourceObject]: ...
+
+    def open(self, obj: SourceObject) -> BinaryIO: ...
+
+
+def open_source(location: str, endpoint_url: str | None = None) -> Source:
+    if location.startswith("s3://"):
+        from servicelogs.s3 import S3Source
+
+        return S3Source(location, endpoint_url)
     if "://" in location:
-        raise UsageError(f"source {location!r}: only local folders are supported in this version")
+        raise UsageError(f"source {location!r}: only local folders and s3:// are supported")
     return LocalSource(location)
+
+
+_KEY_DATE = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})(?:/|$)|_(\d{4})(\d{2})(\d{2})T\d{4}")
+
+
+def delivery_date(key: str, groups: Mapping[str, str]) -> date | None:
+    """The delivery date a key names: the layout's year/month/day groups when it declares them, else the
+    first `YYYY/MM/DD/` folder or `_YYYYMMDDTHHMM` stamp in the key (the AWS delivery conventions)."""
+    try:
+        if {"year", "month", "day"} <= groups.keys():
+            return date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
+        m = _KEY_DATE.search(key)
+        if m is None:
+            return None
+        y, mo, d = (g for g in m.groups() if g is not None)
+        return date(int(y), int(mo), int(d))
+    except ValueError:
+        return None
 
 
 def decompressed(raw: BinaryIO, key: str) -> BinaryIO:

@@ -31,6 +31,16 @@ class RunSummary:
     bytes_read: int = 0
     bytes_text: int = 0
     files_written: int = 0
+    objects_new: int = 0
+    objects_done_before: int = 0
+    objects_outside_window: int = 0
+    batches_committed: int = 0
+    batches_lost: int = 0
+    batches_resumed: int = 0
+    commits_repaired: int = 0
+    staging_cleaned: int = 0
+    uploads_aborted: int = 0
+    ledger_head: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     generations: dict[str, int] = field(default_factory=dict)
@@ -38,10 +48,12 @@ class RunSummary:
     """Values recognised as not records and skipped (a digest, an empty records array): reason → count."""
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
+    rewritten: list[ObjectProblem] = field(default_factory=list)
+    error: str = ""  # why the run stopped early (a store operation that kept failing), else empty
 
     @property
     def ok(self) -> bool:
-        return self.objects_failed == 0
+        return self.objects_failed == 0 and not self.error
 
     @property
     def mb_per_second(self) -> float:
@@ -61,6 +73,10 @@ class RunSummary:
             f"run {self.run_id}: {self.format} {self.source} -> {self.target}",
             f"  objects: {self.objects_listed} listed, {self.objects_converted} converted, "
             f"{self.objects_skipped} skipped, {self.objects_failed} failed",
+            f"  ledger:  {self.objects_done_before} done before, {self.objects_new} new, "
+            f"{self.objects_outside_window} outside the window, {len(self.rewritten)} rewritten; "
+            f"{self.batches_committed} batches committed, {self.batches_lost} taken by a concurrent run, "
+            f"head at commit {self.ledger_head}",
             f"  lines:   {self.lines} = {self.rows} rows + {self.rejects} rejects"
             + (f" + {self.header_lines} header lines" if self.header_lines else "")
             + f" ({self.extra_field_rows} rows with extra fields)",
@@ -73,4 +89,7 @@ class RunSummary:
         if len(self.skipped) > 20:
             lines.append(f"  skipped: … and {len(self.skipped) - 20} more (see the JSON summary)")
         lines += [f"  FAILED:  {p.key}: {p.reason}" for p in self.failed]
+        lines += [f"  REWRITTEN (not converted again): {p.key}: {p.reason}" for p in self.rewritten]
+        if self.batches_lost:
+            lines.append(f"  CONCURRENT: {self.batches_lost} batches were committed by another run first")
         return "\n".join(lines)

@@ -2,18 +2,21 @@
 
 Data flow: list the source → keep the keys of the format's layouts → group objects into batches
 (deterministic: sorted keys, bounded bytes) → each worker reads its batch's objects as blocks of lines,
-parses them in bulk, writes rows and rejects to staged Parquet files → the batch commits by rename.
-An object that cannot be read fails alone: its batch is redone without it, so none of its rows show.
+parses them in bulk, writes rows and rejects to staged Parquet files → the batch commits in the ledger
+(servicelogs.ledger: one conditional write) and its files are published into the table. An object that
+cannot be read fails alone: its batch is redone without it, so none of its rows show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
 import queue
 import resource
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,11 +31,13 @@ import pyarrow.compute as pc
 from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
 from servicelogs.engines.header_parse import HeaderDelimitedParser
-from servicelogs.engines.writer import PartitionedWriter, commit_files
-from servicelogs.errors import SourceError
+from servicelogs.engines.writer import PartitionedWriter
+from servicelogs.errors import ConflictError, ServiceLogsError, SourceError, UsageError
+from servicelogs.ledger import Ledger, State
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
-from servicelogs.sources import LocalSource, SourceObject, decompressed
+from servicelogs.sources import Source, SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
+from servicelogs.storage import Store, open_store
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
@@ -62,34 +67,40 @@ def parser_for(fmt: LogFormat) -> DelimitedParser | HeaderDelimitedParser:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a converted table and its companions live under the target folder."""
+    """Where a converted table and its companions live, as keys under the target store's root."""
 
-    target: Path
     table_name: str
 
     @property
-    def table(self) -> Path:
-        return self.target / self.table_name
+    def table(self) -> str:
+        return self.table_name
 
     @property
-    def rejects(self) -> Path:
-        return self.target / f"{self.table_name}_rejects"
+    def rejects(self) -> str:
+        return f"{self.table_name}_rejects"
 
     @property
-    def state(self) -> Path:
-        return self.target / "_servicelogs" / self.table_name
+    def state(self) -> str:
+        return f"_servicelogs/{self.table_name}"
 
-    def staging(self, batch_id: str) -> Path:
-        return self.state / "staging" / batch_id
+    def visible(self, rel: str) -> str:
+        """The table key of a staged file: 'table/...' goes to the table, 'rejects/...' to the rejects."""
+        kind, rest = rel.split("/", 1)
+        return f"{self.table if kind == 'table' else self.rejects}/{rest}"
+
+
+Item = tuple[SourceObject, tuple[tuple[str, str], ...]]  # an object and its key groups
 
 
 @dataclass(frozen=True)
 class BatchTask:
     format_name: str
-    source: LocalSource
+    source: Source
+    store: Store
     layout: Layout
     run_id: str
-    objects: tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]  # object, key groups
+    objects: tuple[Item, ...]
+    head: int = 0  # the ledger's last commit as the run saw it: where the worker's commit starts looking
 
 
 @dataclass
@@ -108,75 +119,196 @@ class BatchResult:
     failed: list[ObjectProblem] = field(default_factory=list)
     skipped: list[ObjectProblem] = field(default_factory=list)  # objects that held no records (a digest)
     notes: Counter[str] = field(default_factory=Counter)
+    committed: int = 0
+    lost: list[str] = field(default_factory=list)  # batches another run committed first
 
 
 Progress = Callable[[int, int, int], None]  # (source bytes, text bytes, rows) since the last call
+REWRITE_POLICIES = ("report", "convert")
 
 
 def run(
     fmt: LogFormat,
-    source: LocalSource,
-    target: Path,
+    source: Source,
+    target: Path | str | Store,
     *,
     workers: int | None = None,
     table_name: str | None = None,
     progress: Progress | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    on_rewrite: str = "report",
+    batch_bytes: int = BATCH_BYTES,
+    batch_objects: int = BATCH_OBJECTS,
 ) -> RunSummary:
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
-    layout = Layout(target, table_name or fmt.name)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-    summary = RunSummary(run_id, fmt.name, str(source), str(target))
+    """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
 
-    wanted: list[tuple[SourceObject, tuple[tuple[str, str], ...]]] = []
+    `since`/`until` (inclusive) keep objects whose key names a delivery date in that window; a later run
+    without a window takes the rest. `on_rewrite` says what to do with a key converted before that now
+    holds other content: "report" (the default) lists it in the summary and converts nothing, so no line
+    is counted twice; "convert" converts the new content too, leaving both versions' rows in the table.
+    """
+    if on_rewrite not in REWRITE_POLICIES:
+        raise UsageError(f"on_rewrite must be one of {', '.join(REWRITE_POLICIES)}, not {on_rewrite!r}")
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    store = target if not isinstance(target, (str, Path)) else open_store(target)
+    layout = Layout(table_name or fmt.name)
+    ledger = Ledger(store, layout.state)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    summary = RunSummary(run_id, fmt.name, str(source), store.url)
+    tuning = (batch_bytes, batch_objects)
+
+    with store.lease(run_id, ledger.runs):
+        try:
+            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+        except ServiceLogsError as e:
+            # Recorded for `servicelogs status`, best effort: the store may be what failed.
+            summary.error = str(e)
+            with contextlib.suppress(ServiceLogsError):
+                store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+            raise
+        summary.seconds = time.perf_counter() - started
+        summary.cpu_seconds = _cpu_seconds() - cpu_started
+        store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+    store.end_lease(run_id, ledger.runs)
+    return summary
+
+
+def _run(
+    fmt: LogFormat,
+    source: Source,
+    store: Store,
+    ledger: Ledger,
+    layout: Layout,
+    summary: RunSummary,
+    workers: int | None,
+    progress: Progress | None,
+    since: date | None,
+    until: date | None,
+    on_rewrite: str,
+    tuning: tuple[int, int],
+) -> None:
+    run_id = summary.run_id
+    state = ledger.load()
+    summary.commits_repaired = ledger.publish_pending(state)
+    summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
+    new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
+    batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning))
+    tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
+    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
+        _add(summary, result)
+    summary.objects_failed = len(summary.failed)
+    ledger.catch_up(state)
+    ledger.checkpoint(state, run_id)
+    store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
+    store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
+    summary.ledger_head = state.head
+
+
+def _new_objects(
+    fmt: LogFormat,
+    source: Source,
+    state: State,
+    summary: RunSummary,
+    since: date | None,
+    until: date | None,
+    on_rewrite: str,
+) -> list[Item]:
+    """The listing minus the ledger: objects of this format, in the window, not converted yet."""
+    new: list[Item] = []
     for obj in source.list():
         summary.objects_listed += 1
         groups = fmt.match_key(obj.key)
         ignored = fmt.explain_ignored_key(obj.key)
-        if ignored:
-            summary.skipped.append(ObjectProblem(obj.key, ignored))
-        elif groups is None:
-            summary.skipped.append(
-                ObjectProblem(obj.key, f"not a {fmt.name} log object (its key matches no {fmt.name} key layout)")
+        if ignored or groups is None:
+            reason = ignored or f"not a {fmt.name} log object (its key matches no {fmt.name} key layout)"
+            summary.skipped.append(ObjectProblem(obj.key, reason))
+            continue
+        if since or until:
+            day = delivery_date(obj.key, groups)
+            if day is None or (since and day < since) or (until and day > until):
+                summary.objects_outside_window += 1
+                continue
+        if state.is_done(obj):
+            summary.objects_done_before += 1
+            continue
+        if obj.key in state.done:
+            size, etag = state.done[obj.key]
+            problem = ObjectProblem(
+                obj.key, f"rewritten since it was converted (size {size} -> {obj.size}, version {etag} -> {obj.etag})"
             )
-        else:
-            wanted.append((obj, tuple(sorted(groups.items()))))
+            summary.rewritten.append(problem)
+            if on_rewrite == "report":
+                continue
+        new.append((obj, tuple(sorted(groups.items()))))
     summary.objects_skipped = len(summary.skipped)
+    summary.objects_new = len(new)
+    return new
 
-    tasks = [BatchTask(fmt.name, source, layout, run_id, batch) for batch in plan_batches(wanted)]
-    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
-        summary.objects_converted += result.objects_converted
-        summary.lines += result.lines
-        summary.rows += result.rows
-        summary.rejects += result.rejects
-        summary.header_lines += result.header_lines
-        summary.extra_field_rows += result.extra_field_rows
-        summary.bytes_read += result.bytes_read
-        summary.bytes_text += result.bytes_text
-        summary.files_written += len(result.files)
-        for gen, n in result.generations.items():
-            summary.generations[gen] = summary.generations.get(gen, 0) + n
-        summary.failed += result.failed
-        summary.skipped += result.skipped
-        summary.objects_skipped += len(result.skipped)
-        for note, n in result.notes.items():
-            summary.notes[note] = summary.notes.get(note, 0) + n
-    summary.objects_failed = len(summary.failed)
-    summary.seconds = time.perf_counter() - started
-    summary.cpu_seconds = _cpu_seconds() - cpu_started
-    runs = layout.state / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    (runs / f"{run_id}.json").write_text(summary.to_json())
-    return summary
+
+def _resume_intents(ledger: Ledger, state: State, new: list[Item], summary: RunSummary) -> list[tuple[Item, ...]]:
+    """Batches a crashed run had started, redone with the same source set when it is still all new;
+    intents of committed batches are dropped. The chosen items leave `new`."""
+    by_key = {obj.key: i for i, (obj, _) in enumerate(new)}
+    resumed: list[tuple[Item, ...]] = []
+    taken: set[int] = set()
+    for bid, sources in ledger.intents():
+        if bid in state.batches or any(state.is_done(o) for o in sources):
+            # Stale: committed, or overtaken. Intents only steer the redo; dropping one is always safe.
+            ledger.store.delete(ledger.intent_key(bid))
+            continue
+        idx = [by_key.get(o.key) for o in sources]
+        if all(i is not None and i not in taken and new[i][0] == o for i, o in zip(idx, sources, strict=True)):
+            resumed.append(tuple(new[i] for i in idx))  # type: ignore[index]
+            taken.update(idx)  # type: ignore[arg-type]
+    new[:] = [item for i, item in enumerate(new) if i not in taken]
+    summary.batches_resumed = len(resumed)
+    return resumed
+
+
+def clean_abandoned(store: Store, ledger: Ledger, own_run: str) -> tuple[int, int]:
+    """Remove the staging folders and multipart uploads of runs that died. Their committed batches were
+    published just before (publish_pending), so what is left in their staging was never committed."""
+    runs = {key.split("/", 3)[3].split("/", 1)[0] for key, _ in store.list(f"{ledger.prefix}/staging")}
+    dead = {r for r in runs if r != own_run and store.is_dead(r, ledger.runs)}
+    for r in sorted(dead):
+        store.delete_prefix(f"{ledger.prefix}/staging/{r}")
+    aborted = store.clean_uploads(f"{ledger.prefix}/staging", ledger.runs, own_run)
+    clean_temp = getattr(store, "clean_temp", None)
+    if clean_temp:
+        clean_temp(ledger.prefix)
+    return len(dead), aborted
+
+
+def _add(summary: RunSummary, result: BatchResult) -> None:
+    summary.objects_converted += result.objects_converted
+    summary.lines += result.lines
+    summary.rows += result.rows
+    summary.rejects += result.rejects
+    summary.header_lines += result.header_lines
+    summary.extra_field_rows += result.extra_field_rows
+    summary.bytes_read += result.bytes_read
+    summary.bytes_text += result.bytes_text
+    summary.files_written += len(result.files)
+    summary.batches_committed += result.committed
+    summary.batches_lost += len(result.lost)
+    for gen, n in result.generations.items():
+        summary.generations[gen] = summary.generations.get(gen, 0) + n
+    summary.failed += result.failed
+    summary.skipped += result.skipped
+    summary.objects_skipped += len(result.skipped)
+    for note, n in result.notes.items():
+        summary.notes[note] = summary.notes.get(note, 0) + n
 
 
 def plan_batches(
-    objects: list[tuple[SourceObject, tuple[tuple[str, str], ...]]],
-) -> Iterator[tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]]:
-    """Sorted by key, cut at BATCH_BYTES or BATCH_OBJECTS: the same listing always gives the same batches."""
-    batch: list[tuple[SourceObject, tuple[tuple[str, str], ...]]] = []
+    objects: list[Item], batch_bytes: int = BATCH_BYTES, batch_objects: int = BATCH_OBJECTS
+) -> Iterator[tuple[Item, ...]]:
+    """Sorted by key, cut at batch_bytes or batch_objects: the same listing always gives the same batches."""
+    batch: list[Item] = []
     size = 0
     for item in sorted(objects, key=lambda item: item[0].key):
-        if batch and (size + item[0].size > BATCH_BYTES or len(batch) >= BATCH_OBJECTS):
+        if batch and (size + item[0].size > batch_bytes or len(batch) >= batch_objects):
             yield tuple(batch)
             batch, size = [], 0
         batch.append(item)
@@ -185,7 +317,7 @@ def plan_batches(
         yield tuple(batch)
 
 
-def batch_id(objects: tuple[tuple[SourceObject, tuple[tuple[str, str], ...]], ...]) -> str:
+def batch_id(objects: tuple[Item, ...]) -> str:
     """Derived from the batch's source set, so a replay writes the same file names."""
     h = hashlib.sha256()
     for obj, _ in objects:
@@ -201,6 +333,19 @@ _progress_queue: multiprocessing.Queue | None = None
 def _init_worker(q: multiprocessing.Queue) -> None:
     global _progress_queue
     _progress_queue = q
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive its run: a killed run's batches are redone by the next run, which must
+    not race a straggler of the dead one."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def _execute(tasks: list[BatchTask], workers: int, progress: Progress | None) -> Iterator[BatchResult]:
@@ -240,32 +385,81 @@ class _CallbackQueue:
 
 
 def convert_batch(task: BatchTask) -> BatchResult:
-    """Convert one batch; an object that cannot be read is dropped and the batch redone without it."""
+    """Convert one batch and commit it: intent → staged files → ledger commit → publish.
+
+    An object that cannot be read is dropped and the batch redone without it (a new batch id, so no name
+    is shared with the failed attempt). A batch another run committed first is dropped; if only some of
+    its sources were taken, the rest is converted as a new batch.
+    """
+    ledger = Ledger(task.store, task.layout.state)
+    with task.store.lease(task.run_id, ledger.runs):
+        return _convert_batch(task, ledger)
+
+
+def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
     fmt = formats.get(task.format_name)
+    state = State(head=task.head)
     objects = task.objects
-    failed: list[ObjectProblem] = []
-    while True:
-        result = BatchResult(batch_id=batch_id(objects), failed=failed)
-        staging = task.layout.staging(result.batch_id)
+    outcome = BatchResult()
+    while objects:
+        result = BatchResult(batch_id=batch_id(objects))
+        sources = tuple(obj for obj, _ in objects)
+        ledger.record_intent(result.batch_id, sources)
+        staging = ledger.staging(task.run_id, result.batch_id)
+        work = task.store.work_dir(staging)
         file_name = f"part-{result.batch_id}.parquet"
-        rows = PartitionedWriter(staging / "table", file_name, schema(fmt))
-        rejects = PartitionedWriter(staging / "rejects", file_name, rejects_schema())
+        rows = PartitionedWriter(work / "table", file_name, schema(fmt))
+        rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
             for obj, groups in objects:
                 _convert_object(fmt, task, obj, dict(groups), rows, rejects, result)
         except SourceError as e:
             rows.abort()
             rejects.abort()
-            failed.append(ObjectProblem(e.key, e.reason))
+            shutil.rmtree(work, ignore_errors=True)
+            task.store.delete_prefix(staging)
+            task.store.delete(ledger.intent_key(result.batch_id))
+            outcome.failed.append(ObjectProblem(e.key, e.reason))
             objects = tuple(item for item in objects if item[0].key != e.key)
-            if not objects:
-                return BatchResult(failed=failed)
             continue
         rows.close()
         rejects.close()
-        result.files = commit_files(staging / "table", task.layout.table)
-        result.files += commit_files(staging / "rejects", task.layout.rejects)
-        return result
+        rels = task.store.stage(work, staging)
+        files = [(f"{staging}/{rel}", task.layout.visible(rel)) for rel in rels]
+        try:
+            task.store.check_lease(task.run_id, ledger.runs)
+            commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
+        except ConflictError:
+            task.store.delete_prefix(staging)
+            task.store.delete(ledger.intent_key(result.batch_id))
+            outcome.lost.append(result.batch_id)
+            objects = tuple(item for item in objects if not state.is_done(item[0]))
+            continue
+        ledger.publish(commit)
+        ledger.finish(commit)
+        _merge(outcome, result)
+        outcome.files += [visible for _, visible in files]
+        outcome.committed += 1
+        break
+    return outcome
+
+
+def _merge(into: BatchResult, result: BatchResult) -> None:
+    into.batch_id = result.batch_id
+    for name in (
+        "objects_converted",
+        "lines",
+        "rows",
+        "rejects",
+        "header_lines",
+        "extra_field_rows",
+        "bytes_read",
+        "bytes_text",
+    ):
+        setattr(into, name, getattr(into, name) + getattr(result, name))
+    into.generations.update(result.generations)
+    into.skipped += result.skipped
+    into.notes.update(result.notes)
 
 
 def _convert_object(
@@ -330,7 +524,7 @@ def _write_rows(
     for f in fmt.per_object_fields:
         table = table.append_column(f.name, per_object_column(values[f.name], n))
     days = pc.cast(table.column(fmt.event_time), pa.date32())
-    key_day = _key_day(groups)
+    key_day = delivery_date(key, groups)
     if days.null_count and key_day is not None:
         # A line without an event time (a custom format that leaves it out): the delivery date in its key.
         days = pc.fill_null(days, pa.scalar(key_day, pa.date32()))
@@ -341,13 +535,6 @@ def _write_rows(
         else:
             part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
         writer.write(_partition_path(fmt, groups, day), part)
-
-
-def _key_day(groups: dict[str, str]) -> date | None:
-    try:
-        return date(int(groups["year"]), int(groups["month"]), int(groups["day"]))
-    except (KeyError, ValueError):
-        return None
 
 
 def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date | None) -> str:

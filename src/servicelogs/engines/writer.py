@@ -1,8 +1,9 @@
-"""Hive-partitioned Parquet output, staged out of sight and committed by rename.
+"""Hive-partitioned Parquet output, staged out of sight.
 
 Files are written under a staging folder outside the table, named from the batch that produced them
-(`part-<batch id>.parquet`), and moved into the table only when the whole batch succeeded. A reader
-globbing the table therefore never sees a partial file, and a replayed batch overwrites the same names.
+(`part-<batch id>.parquet`); the ledger moves them into the table only once the batch is committed
+(servicelogs.ledger). A reader globbing the table therefore never sees a partial file, and a replayed
+batch writes the same names.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from servicelogs import crash
 
 ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
 BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one batch
@@ -59,6 +62,7 @@ class PartitionedWriter:
         if writer is None:
             path = self.staging / partition / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
+            crash.point(f"create {path.name} in {partition or '.'}")
             writer = pq.ParquetWriter(
                 path, self.schema, compression="zstd", compression_level=1, write_statistics=True, use_dictionary=True
             )
@@ -71,7 +75,8 @@ class PartitionedWriter:
         """Flush and close every file; returns the partitions written."""
         for partition in list(self._buffers):
             self._flush(partition)
-        for writer in self._writers.values():
+        for partition, writer in self._writers.items():
+            crash.point(f"close {self.file_name} in {partition or '.'}")
             writer.close()
         return sorted(self._writers)
 

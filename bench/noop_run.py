@@ -1,0 +1,82 @@
+"""Time a no-op run (nothing new) over a source whose objects are all in the ledger already.
+
+    python bench/noop_run.py 10000 100000 [--dir /tmp/noop-bench] [--keep]
+
+For each count: makes that many small ALB-named objects in a local folder, records them all as done in
+the table's ledger through the ledger's own API (commits of 1,000 objects, then a checkpoint, then a few
+commits after it, as a table fed by regular runs looks), and times `servicelogs.convert` over it: list
+the source, load the ledger, subtract, find nothing to do. Target: at most 5 s at 100,000 objects.
+Converting 100,000 objects for real is the throughput benchmark's job, not this one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import servicelogs
+from servicelogs.ledger import Ledger, State
+from servicelogs.sources import LocalSource
+from servicelogs.storage import LocalStore
+
+ACCOUNT = "123456789012"
+
+
+def make_source(root: Path, count: int) -> None:
+    for n in range(count):
+        day = 1 + n % 28
+        folder = root / f"AWSLogs/{ACCOUNT}/elasticloadbalancing/us-east-1/2024/05/{day:02d}"
+        if n < 28:
+            folder.mkdir(parents=True, exist_ok=True)
+        name = f"{ACCOUNT}_elasticloadbalancing_us-east-1_app.lb.1234_202405{day:02d}T0000Z_10.0.0.1_{n:08d}.log.gz"
+        (folder / name).write_bytes(b"x")
+
+
+def seed_ledger(source: Path, target: Path, after_checkpoint: int = 20) -> tuple[int, int]:
+    ledger = Ledger(LocalStore(target), "_servicelogs/alb")
+    state = State()
+    objects = sorted(LocalSource(source).list())
+    chunks = [tuple(objects[i : i + 1000]) for i in range(0, len(objects), 1000)]
+    split = max(0, len(chunks) - after_checkpoint)
+    for i, chunk in enumerate(chunks):
+        ledger.commit(state, f"bench{i:08d}", "bench", chunk, [])
+        if i + 1 == split:
+            ledger.checkpoint(state, "bench")
+    return state.head, state.head - split
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("counts", nargs="*", type=int, default=[10_000, 100_000])
+    parser.add_argument("--dir", default="/tmp/servicelogs-noop-bench")
+    parser.add_argument("--keep", action="store_true", help="keep the generated folders")
+    args = parser.parse_args()
+    base = Path(args.dir)
+    for count in args.counts:
+        shutil.rmtree(base, ignore_errors=True)
+        source, target = base / "src", base / "lake"
+        t0 = time.perf_counter()
+        make_source(source, count)
+        commits, after = seed_ledger(source, target)
+        setup = time.perf_counter() - t0
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            summary = servicelogs.convert("alb", source, target, workers=1)
+            times.append(time.perf_counter() - t)
+            assert summary.objects_new == 0 and summary.objects_done_before == count, summary.text()
+        print(
+            f"{count:>8,} objects done ({commits} commits, {after} after the checkpoint): no-op run "
+            f"{min(times):.2f} s best, {max(times):.2f} s worst of 3 (setup {setup:.0f} s)",
+            flush=True,
+        )
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
