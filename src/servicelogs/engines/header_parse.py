@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
 from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed
 from servicelogs.render.arrow import arrow_type
-from servicelogs.spec import Delimited, Field, Generation, HeaderDelimited, Join, LogFormat, Token
+from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
 _NO_QUOTE = ""  # Delimited's "no quoting at all"
 
@@ -165,7 +165,6 @@ class _RunParser(DelimitedParser):
         self.union = fmt
         grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
         self.header_width = len(names) if names else None
-        self._null_columns: dict[str, pa.Array] = {}
         self.unknown = [i for i, t in enumerate(run_fmt.grammar.tokens) if t.name not in grammar.by_name]
         position = {t.name: i for i, t in enumerate(run_fmt.grammar.tokens)}
         self.joins: list[tuple[Join, list[int] | None]] = [
@@ -188,14 +187,6 @@ class _RunParser(DelimitedParser):
     def _typed_empty(self) -> pa.Table:
         return _union_schema(self.union).empty_table()
 
-    def _nulls(self, f: Field, n: int) -> pa.Array:
-        """A column of n nulls for a field this header does not name: sliced from one kept per field, since
-        a union schema has dozens of such columns on every block."""
-        kept = self._null_columns.get(f.name)
-        if kept is None or len(kept) < n:
-            kept = self._null_columns[f.name] = pa.nulls(max(n, 1 << 16), arrow_type(f.type))
-        return kept.slice(0, n)
-
     def _typed(
         self, token_columns: list[pa.Array], extras: pa.Array, numbers: np.ndarray
     ) -> tuple[pa.Table, dict[int, str]]:
@@ -215,7 +206,7 @@ class _RunParser(DelimitedParser):
                 typed[join.field.name] = typed_field(join.field, nulled(values, join.field.null), bad)
         if self.unknown:
             extras = _prepend(extras, [token_columns[i] for i in self.unknown])
-        arrays = [typed[f.name] if f.name in typed else self._nulls(f, n) for f in self.union.fields]
+        arrays = [typed[f.name] if f.name in typed else pa.nulls(n, arrow_type(f.type)) for f in self.union.fields]
         arrays += [extras, pa.array(numbers, pa.int64())]
         table = pa.Table.from_arrays(arrays, schema=_union_schema(self.union))
         if bad:
