@@ -336,9 +336,10 @@ class DelimitedParser(LineBlockParser):
         """Why a line of `n` pieces cannot be a row at all, judged from its shape alone; None if it may be one."""
         if not line.strip():
             return "empty line"
-        foreign = self.fmt.explain_foreign(line)
-        if foreign:
-            return foreign
+        return self.fmt.explain_foreign(line) or self._too_few(n)
+
+    def _too_few(self, n: int) -> str | None:
+        """Why `n` pieces are too few for a row, if they are."""
         g = self.grammar
         if n < g.min_tokens:
             return (

@@ -172,12 +172,7 @@ class _RunParser(DelimitedParser):
             for j in grammar.joins
         ]
 
-    def _reason_for_shape(self, line: str, n: int) -> str | None:
-        if not line.strip():
-            return "empty line"
-        foreign = self.fmt.explain_foreign(line)
-        if foreign:
-            return foreign
+    def _too_few(self, n: int) -> str | None:
         if self.header_width is not None and n < self.header_width:
             return f"{n} fields; the object's header names {self.header_width}"
         if self.header_width is None and n < self.grammar.min_tokens:

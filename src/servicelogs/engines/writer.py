@@ -9,7 +9,6 @@ batch writes the same names.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 
@@ -89,37 +88,3 @@ class PartitionedWriter:
         self._buffered.clear()
         self._buffered_bytes.clear()
         shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def commit_files(staging: Path, table: Path) -> list[str]:
-    """Move every staged file into the table at the same relative path (atomic per file), durably."""
-    moved = []
-    for src in sorted(staging.rglob("*.parquet")):
-        rel = src.relative_to(staging)
-        dst = table / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_file(src)
-        os.replace(src, dst)
-        _fsync_dir(dst.parent)
-        moved.append(rel.as_posix())
-    shutil.rmtree(staging, ignore_errors=True)
-    return moved
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
