@@ -38,19 +38,24 @@ def nulled(values: pa.Array, null: str | None) -> pa.Array:
 
 
 def split_token(token: Token, values: pa.Array) -> list[pa.Array]:
+    # Each step that copies a column runs only when some value needs it: these kernels run on every row.
     if token.split is Split.HOST_PORT:
         host, port = _split_once(values, ":", reverse=True)
-        return [pc.utf8_trim(host, "[]"), port]
+        if pc.any(pc.starts_with(host, "[")).as_py():  # a bracketed IPv6 address
+            host = pc.utf8_trim(host, "[]")
+        return [host, port]
     if token.split is Split.HTTP_REQUEST:
         # Non-HTTP listeners write "- - - " (with a trailing space): without it, each part is the null token.
-        values = pc.utf8_rtrim(values, " ")
+        if pc.any(pc.ends_with(values, " ")).as_py():
+            values = pc.utf8_rtrim(values, " ")
         method, rest = _split_once(values, " ", reverse=False)
         url, protocol = _split_once(rest, " ", reverse=True)
         # Without a protocol the last word belongs to the url (a url may hold spaces).
         is_protocol = pc.or_kleene(pc.starts_with(protocol, "HTTP/"), pc.equal(protocol, "-"))
         has_protocol = pc.fill_null(is_protocol, False)
-        url = pc.if_else(has_protocol, url, rest)
-        protocol = pc.if_else(has_protocol, protocol, pa.scalar(None, pa.string()))
+        if not pc.all(has_protocol).as_py():
+            url = pc.if_else(has_protocol, url, rest)
+            protocol = pc.if_else(has_protocol, protocol, pa.scalar(None, pa.string()))
         return [method, url, protocol]
     raise NotImplementedError(token.split)
 
@@ -74,6 +79,26 @@ def _split_once(values: pa.Array | pa.ChunkedArray, sep: str, reverse: bool) -> 
     return head, tail
 
 
+def tokenizer_type(token: Token, csv_null: str | None) -> pa.DataType | None:
+    """The type Arrow's CSV reader can give a token's column directly while it tokenizes (numbers, ISO
+    timestamps, epoch seconds as integers), so no string column is built for it; None: read it as text.
+
+    Only for one-piece tokens of one field whose null token is the one the reader nulls. A value the reader
+    refuses makes the block be read again as text, where the field's kernels name the bad value."""
+    if token.split is not None or token.pieces != 1 or len(token.fields) != 1:
+        return None
+    f = token.fields[0]
+    if f.null not in (None, csv_null):
+        return None
+    if f.type in (INT, BIGINT, DOUBLE):
+        return arrow_type(f.type)
+    if f.type == TIMESTAMP and f.time_format is None:
+        return arrow_type(f.type)
+    if f.type == TIMESTAMP and f.time_format == EPOCH_SECONDS:
+        return pa.int64()
+    return None
+
+
 def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
     """Values (null tokens already nulls) → the field's type; rows whose value does not fit go to `bad`."""
     if f.choices:
@@ -91,6 +116,8 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
     if f.type == STRING:
         return values
     target = arrow_type(f.type)
+    if not pa.types.is_string(values.type):  # the tokenizer typed it already (see tokenizer_type)
+        return values if values.type == target else _convert(values, f, target)
     try:
         return _convert(values, f, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
+from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
 from servicelogs.render.arrow import arrow_type
 from servicelogs.sources import line_blocks
 from servicelogs.spec import Delimited, LogFormat
@@ -111,6 +111,13 @@ class DelimitedParser(LineBlockParser):
         common = Counter(n for n in token_nulls if n is not None).most_common(1)
         self.csv_null: str | None = common[0][0] if common else None
         self.token_nulls = token_nulls
+        self.tokenizer_types: dict[int, pa.DataType] = {}  # piece position → type the reader gives it
+        position = 0
+        for token in self.grammar.tokens:
+            typed = tokenizer_type(token, self.csv_null)
+            if typed is not None:
+                self.tokenizer_types[position] = typed
+            position += token.pieces
 
     # -- block level ---------------------------------------------------------------------------------
 
@@ -135,7 +142,16 @@ class DelimitedParser(LineBlockParser):
 
     def _read_tokens(self, data: bytes, width: int) -> tuple[pa.Table, list[tuple[str, int]]] | None:
         """Arrow's CSV tokenizer over `data`, expecting `width` tokens a line. Returns the token table and
-        the (text, token count) of the rows it skipped; None if it refused the data (invalid UTF-8)."""
+        the (text, token count) of the rows it skipped; None if it refused the data (invalid UTF-8).
+
+        Number and timestamp columns are typed by the reader itself; if it refuses a value, the data is read
+        again as text, where the typing kernels find and name the value."""
+        typed = self._read_tokens_as(data, width, self.tokenizer_types) if self.tokenizer_types else None
+        return typed if typed is not None else self._read_tokens_as(data, width, {})
+
+    def _read_tokens_as(
+        self, data: bytes, width: int, types: dict[int, pa.DataType]
+    ) -> tuple[pa.Table, list[tuple[str, int]]] | None:
         names = [f"t{i}" for i in range(width)]
         invalid: list[tuple[str, int]] = []
 
@@ -156,7 +172,7 @@ class DelimitedParser(LineBlockParser):
                     invalid_row_handler=on_invalid,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
+                    column_types={name: types.get(i, pa.string()) for i, name in enumerate(names)},
                     null_values=[self.csv_null] if self.csv_null is not None else [],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
@@ -221,10 +237,15 @@ class DelimitedParser(LineBlockParser):
         for part, numbers in parts:
             if not part.num_rows:
                 continue
-            suspect = pc.equal(part.column(0), "")
+            first = part.column(0)  # typed by the reader, it cannot hold an empty line: that fails the typing
+            suspect = pc.equal(first, "") if pa.types.is_string(first.type) else None
             for i in self.suspect_positions:
-                if i < part.num_columns:
-                    suspect = pc.or_kleene(suspect, pc.match_substring(part.column(i), self.grammar.quote))
+                if i < part.num_columns and pa.types.is_string(part.column(i).type):
+                    hit = pc.match_substring(part.column(i), self.grammar.quote)
+                    suspect = hit if suspect is None else pc.or_kleene(suspect, hit)
+            if suspect is None:
+                checked.append((part, numbers))
+                continue
             suspect = pc.fill_null(suspect, False)
             if pc.any(suspect).as_py():
                 mask = suspect.to_numpy(zero_copy_only=False)
