@@ -16,6 +16,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
+def shared_sample(fmt: str, name: str) -> bytes:
+    """A sample whose licence keeps it out of tests/fixtures, read in place; the test skips when it is absent."""
+    path = SAMPLES / fmt / name
+    if not path.exists():
+        pytest.skip(f"{path} is not redistributable and not present here")
+    return path.read_bytes()
+
+
 @dataclass
 class Converted:
     summary: RunSummary

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, SAMPLES
+from conftest import FIXTURES, SAMPLES, shared_sample
 
 from servicelogs.formats import cloudfront
 
@@ -30,11 +30,7 @@ def fixture(name: str) -> bytes:
 
 
 def sample(name: str) -> bytes:
-    """A sample whose licence keeps it out of tests/fixtures: read in place, skip when absent."""
-    path = SAMPLES / "cloudfront" / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path.read_bytes()
+    return shared_sample("cloudfront", name)
 
 
 def header(names: list[str]) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, SAMPLES
+from conftest import FIXTURES, SAMPLES, shared_sample
 
 from servicelogs import formats
 
@@ -19,10 +19,7 @@ CURRENT = (FIX / "aws-docs-s3-userguide-LogFormat-current.log").read_text()
 
 
 def sample(name: str) -> str:
-    path = SAMPLES / "s3_access" / name
-    if not path.exists():
-        pytest.skip(f"{name} is not redistributable and not present here")
-    return path.read_text()
+    return shared_sample("s3_access", name).decode()
 
 
 def test_27_field_layout_every_column(convert):

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, SAMPLES
+from conftest import FIXTURES, SAMPLES, shared_sample
 
 FIX = FIXTURES / "vpc_flow"
 NAME = "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz"
@@ -28,11 +28,7 @@ def fixture(name: str) -> bytes:
 
 
 def sample(name: str) -> bytes:
-    """A sample whose licence keeps it out of tests/fixtures: read in place, skip when absent."""
-    path = SAMPLES / "vpc_flow" / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path.read_bytes()
+    return shared_sample("vpc_flow", name)
 
 
 def one(rows: list[dict], line_number: int) -> dict:
