@@ -338,18 +338,6 @@ def test_panther_cases_read_in_place(convert):
         assert row["readOnly"] == event.get("readOnly")
 
 
-def test_format_examples(convert):
-    from servicelogs.formats import get
-
-    fmt = get("cloudtrail")
-    for example in fmt.examples:
-        (row,) = convert("cloudtrail", {key(1): example.line}).rows
-        for name, want in example.expected.items():
-            if name == fmt.event_time:
-                want = datetime.fromisoformat(want.replace("Z", "+00:00"))
-            assert row[name] == want, name
-
-
 def test_version_1_11_event_unwrapped_from_cloudwatch(convert):
     """The CloudWatch payload is rejected as a whole; its message, delivered as a JSON line, is a 1.11 event."""
     payload = json.loads((HERE / "otel-collector-contrib-awslogsencoding-cloudtrail_log_cw.json").read_text())

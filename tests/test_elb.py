@@ -138,17 +138,6 @@ def test_user_agent_with_embedded_quotes_takes_the_exact_path(convert):
     )
 
 
-def test_format_examples(convert):
-    fmt = formats.get("elb")
-    out = convert("elb", {KEY: "\n".join(e.line for e in fmt.examples) + "\n"})
-    assert out.summary.rejects == 0
-    for row, example in zip(out.rows, fmt.examples, strict=True):
-        for name, value in example.expected.items():
-            if name == "timestamp":
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            assert row[name] == value, (name, example.source)
-
-
 def test_fields_appended_later_are_kept(convert):
     line = DOCS.splitlines()[0] + " new-field-1 new-field-2"
     out = convert("elb", {KEY: line + "\n"})

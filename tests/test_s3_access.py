@@ -235,17 +235,6 @@ def test_key_layouts():
     assert fmt.match_key("s3-logs/README.md") is None
 
 
-def test_format_examples(convert):
-    fmt = formats.get("s3_access")
-    out = convert("s3_access", {KEY: "\n".join(e.line for e in fmt.examples) + "\n"})
-    assert out.summary.rejects == 0
-    for row, example in zip(out.rows, fmt.examples, strict=True):
-        for name, value in example.expected.items():
-            if name == "requestdatetime":
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            assert row[name] == value, (name, example.source)
-
-
 def _sample_files() -> list[Path]:
     files = sorted(p for p in FIX.iterdir() if p.name != "README.md")
     here = {p.name for p in files}
