@@ -1,9 +1,10 @@
 """Realistic synthetic corpora, made from real log lines: for the demo and the benchmarks.
 
 Real lines are the templates. Each generated object gets a key from the format's key layout template, and
-each line is a template line with its ISO 8601 timestamps moved to the object's day and its IPv4
-addresses and long hex ids drawn at random, so the text compresses like real logs and the rows spread
-over regions and days. Nothing here knows a format: the key layout and the template lines say it all.
+each line is a template line with its timestamps (ISO 8601, and epoch seconds where the format's event time
+is written so) moved to the object's day and its IPv4 addresses and long hex ids drawn at random, so the
+text compresses like real logs and the rows spread over regions and days. Nothing here knows a format:
+the key layout and the template lines say it all.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from servicelogs.spec import LogFormat
+from servicelogs.spec import EPOCH_SECONDS, LogFormat
 
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_EPOCH_SECONDS = re.compile(r"(?<![\d.])1[0-9]{9}(?![\d.])")  # 2001-09-09 to 2033-05-18
 _HEX_ID = re.compile(r"(?<![0-9a-f])(?=[0-9]*[a-f])[0-9a-f]{12,}(?![0-9a-f])")
 
 
@@ -45,13 +47,18 @@ class _Fill(dict):
         return "".join(self.rng.choices(string.ascii_lowercase + string.digits, k=8))
 
 
-def _mutate(line: str, day: date, rng: random.Random) -> str:
+def _mutate(line: str, day: date, rng: random.Random, epoch_times: bool) -> str:
     def time_of_day(m: re.Match[str]) -> str:
         s = rng.randrange(86400)
         fraction = f".{rng.randrange(10**6):06d}" if "." in m.group(0) else ""  # keep the writer's precision
         return f"{day.isoformat()}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{fraction}Z"
 
     line = _ISO_TIME.sub(time_of_day, line)
+    if epoch_times and (first := _EPOCH_SECONDS.search(line)):
+        # Every time of the line moves by the same amount, so a flow's start and end keep their distance.
+        midnight = int(datetime.combine(day, time(), timezone.utc).timestamp())
+        shift = midnight + rng.randrange(86400) - int(first.group(0))
+        line = _EPOCH_SECONDS.sub(lambda m: str(int(m.group(0)) + shift), line)
     line = _IPV4.sub(
         lambda _: f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}", line
     )
@@ -91,13 +98,16 @@ def write_corpus(
     target = int(megabytes * 1e6)
     per_object = max(1, int(object_megabytes * 1e6))
     pools: dict[tuple[date, int], list[str]] = {}
+    epoch_times = fmt.field(fmt.event_time).time_format == EPOCH_SECONDS
     while corpus.text_bytes < target:
         day = first_day + timedelta(days=corpus.objects % days)
         region = regions[(corpus.objects // days) % len(regions)]
         group = corpus.objects % len(templates)
         pool = pools.get((day, group))
         if pool is None:
-            pool = pools[day, group] = [_mutate(rng.choice(templates[group]), day, rng) for _ in range(4000)]
+            pool = pools[day, group] = [
+                _mutate(rng.choice(templates[group]), day, rng, epoch_times) for _ in range(4000)
+            ]
         fill = _Fill(
             rng,
             prefix="logs/",

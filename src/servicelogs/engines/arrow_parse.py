@@ -121,8 +121,10 @@ class DelimitedParser(LineBlockParser):
 
     # -- block level ---------------------------------------------------------------------------------
 
-    def parse_block(self, block: bytes, first_line: int) -> Parsed:
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    def parse_block(self, block: bytes, first_line: int, n_lines: int | None = None) -> Parsed:
+        """`n_lines`: the block's line count, if the caller counted them already."""
+        if n_lines is None:
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         if self.width is None:
             self.width = self._usual_width(block)
         fast = self._fast_tokens(block, n_lines, first_line)

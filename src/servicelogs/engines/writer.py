@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from servicelogs import crash
+from servicelogs.render.arrow import column_encodings
 
 ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
 BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one batch
@@ -62,11 +63,20 @@ class PartitionedWriter:
             path = self.staging / partition / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
             crash.point(f"create {path.name} in {partition or '.'}")
+            encodings = column_encodings(self.schema)
             writer = pq.ParquetWriter(
-                path, self.schema, compression="zstd", compression_level=1, write_statistics=True, use_dictionary=True
+                path,
+                self.schema,
+                compression="zstd",
+                compression_level=1,
+                write_statistics=True,
+                use_dictionary=[name for name in self.schema.names if name not in encodings],
+                column_encoding=encodings or None,
             )
             self._writers[partition] = writer
-        table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema)
+        # One dictionary per column for the whole write: chunks of several objects, each with a dictionary of
+        # its own, would make the writer re-encode the column row by row.
+        table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema).unify_dictionaries()
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.rows_written += table.num_rows
 
