@@ -246,3 +246,46 @@ def test_cli_convert_end_to_end(tmp_path, capsys):
     # Checked independently with json.load: the earliest eventTime, and 5 requests naming such a bucket.
     assert got[0] == 20 and got[1] == datetime(2023, 10, 17, 4, 53, 7, tzinfo=timezone.utc)
     assert got[2] == 5 and got[3].startswith("AWS::")
+
+
+def compact(*items: object) -> str:
+    """As AWS writes a record file: no whitespace between tokens."""
+    return json.dumps({"Records": list(items)}, separators=(",", ":"))
+
+
+def test_the_splitter_counts_each_records_valued_members():
+    known = frozenset(["eventVersion", "eventTime", "errorCode", "requestParameters", "userIdentity"])
+    text = compact(
+        {"eventVersion": "1.08", "eventTime": "t", "requestParameters": None},
+        {"eventVersion": "1.08", "userIdentity": {"a": None, "b": [1, {"c": None}]}, "errorCode": None},
+        {"eventVersion": "1.08", "note": "null,", "x": "a,b"},
+        {},
+    )
+    (pieces,) = RecordSplitter("Records", known).split(io.BytesIO(text.encode()), KEY)
+    assert pieces.valued_members.tolist() == [2, 2, 3, 1]  # {} counts one: a mismatch, so the exact statement runs
+    unknown_null = compact({"eventVersion": "1.08", "newKey": None})
+    (pieces,) = RecordSplitter("Records", known).split(io.BytesIO(unknown_null.encode()), KEY)
+    assert pieces.valued_members is None
+
+
+def test_usual_and_unusual_records_give_the_same_columns(convert):
+    """Blocks of records with only declared keys take one flat statement; a block with anything else (an
+    undeclared key, even with a null value; a declared key twice; a missing required key) takes the exact one.
+    Both must agree on every declared column."""
+    usual = [event(n, errorCode=None, requestParameters=None, responseElements={"ok": True}) for n in (1, 2)]
+    unusual = [*usual, event(3, newKey=None), event(4, otherKey={"a": [1, None]})]
+    plain = convert("cloudtrail", {KEY: compact(*usual)})
+    mixed = convert("cloudtrail", {KEY: compact(*unusual)})
+    columns = ("eventID", "eventTime", "errorCode", "json_requestParameters", "json_responseElements", "userIdentity")
+    for row_a, row_b in zip(plain.rows, mixed.rows[:2], strict=True):
+        assert [row_a[c] for c in columns] == [row_b[c] for c in columns]
+    first = plain.rows[0]
+    assert first["errorCode"] is None and first["json_requestParameters"] is None
+    assert first["json_responseElements"] == '{"ok":true}'
+    assert first["eventTime"] == datetime(2023, 7, 19, 21, 1, tzinfo=timezone.utc)
+    assert first["userIdentity"]["userName"] == "u1"
+    assert [r["extra_fields"] for r in plain.rows] == [None, None]
+    assert [r["extra_fields"] for r in mixed.rows] == [None, None, ['{"newKey":null}'], ['{"otherKey":{"a":[1,null]}}']]
+    duplicated = '{"Records":[' + json.dumps(event(5), separators=(",", ":"))[:-1] + ',"eventName":"Again"}]}'
+    (row,) = convert("cloudtrail", {KEY: duplicated}).rows
+    assert row["eventID"] == "id-5"

@@ -1,0 +1,256 @@
+"""One batch of source objects → staged Parquet files → a ledger commit: the work of a worker process.
+
+`engines.local` plans the batches and runs them; this module converts one. It is the only part of the local
+engine that needs pyarrow (and DuckDB, for JSON record formats), so a run with several workers never imports it:
+only its workers do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servicelogs import formats
+from servicelogs.engines import local
+from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
+from servicelogs.engines.header_parse import HeaderDelimitedParser
+from servicelogs.engines.local import BatchResult, BatchTask, Progress
+from servicelogs.engines.writer import PartitionedWriter
+from servicelogs.errors import ConflictError, SourceError
+from servicelogs.ledger import Ledger, State
+from servicelogs.render.arrow import per_object_column, rejects_schema, schema
+from servicelogs.sources import SourceObject, decompressed, delivery_date
+from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
+from servicelogs.summary import ObjectProblem
+
+UNKNOWN = "unknown"
+
+
+def _json_records_parser(fmt: LogFormat):  # type: ignore[no-untyped-def]
+    from servicelogs.engines.json_parse import JsonRecordsParser  # DuckDB loads only for JSON formats
+
+    return JsonRecordsParser(fmt)
+
+
+# Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
+# offers parse(stream, key) -> Iterator[Parsed]; a Parsed may carry `notes` (reason → count) for
+# values recognised as not records and skipped (a digest, an empty records array).
+PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
+    Delimited: DelimitedParser,
+    HeaderDelimited: HeaderDelimitedParser,
+    JsonRecords: _json_records_parser,
+}
+
+
+def parser_for(fmt: LogFormat) -> DelimitedParser | HeaderDelimitedParser:
+    return PARSERS[type(fmt.grammar)](fmt)
+
+
+# -- progress ------------------------------------------------------------------------------------------
+
+_progress_queue: multiprocessing.Queue | _CallbackQueue | None = None
+
+
+class _CallbackQueue:
+    def __init__(self, callback: Progress) -> None:
+        self.put = lambda item: callback(*item)
+
+
+@contextlib.contextmanager
+def reporting_to(progress: Progress | None) -> Iterator[None]:
+    """Batches converted in this process report their progress to `progress` (a run with one worker)."""
+    global _progress_queue
+    _progress_queue = _CallbackQueue(progress) if progress else None
+    try:
+        yield
+    finally:
+        _progress_queue = None
+
+
+def init_worker(q: multiprocessing.Queue) -> None:
+    """In a worker process: report progress to the run through `q`, and die with the run."""
+    global _progress_queue
+    _progress_queue = q
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive its run: a killed run's batches are redone by the next run, which must
+    not race a straggler of the dead one."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def convert_batch(task: BatchTask) -> BatchResult:
+    """Convert one batch and commit it: intent → staged files → ledger commit → publish.
+
+    An object that cannot be read is dropped and the batch redone without it (a new batch id, so no name
+    is shared with the failed attempt). A batch another run committed first is dropped; if only some of
+    its sources were taken, the rest is converted as a new batch.
+    """
+    ledger = Ledger(task.store, task.layout.state)
+    with task.store.lease(task.run_id, ledger.runs):
+        return _convert_batch(task, ledger)
+
+
+def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
+    fmt = formats.get(task.format_name)
+    state = State(head=task.head)
+    objects = task.objects
+    outcome = BatchResult()
+    while objects:
+        result = BatchResult(batch_id=local.batch_id(objects))
+        sources = tuple(obj for obj, _ in objects)
+        ledger.record_intent(result.batch_id, sources)
+        staging = ledger.staging(task.run_id, result.batch_id)
+        work = task.store.work_dir(staging)
+        file_name = f"part-{result.batch_id}.parquet"
+        rows = PartitionedWriter(work / "table", file_name, schema(fmt))
+        rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
+        try:
+            for obj, groups in objects:
+                _convert_object(fmt, task, obj, dict(groups), rows, rejects, result)
+        except SourceError as e:
+            rows.abort()
+            rejects.abort()
+            shutil.rmtree(work, ignore_errors=True)
+            task.store.delete_prefix(staging)
+            task.store.delete(ledger.intent_key(result.batch_id))
+            outcome.failed.append(ObjectProblem(e.key, e.reason))
+            objects = tuple(item for item in objects if item[0].key != e.key)
+            continue
+        rows.close()
+        rejects.close()
+        rels = task.store.stage(work, staging)
+        files = [(f"{staging}/{rel}", task.layout.visible(rel)) for rel in rels]
+        try:
+            task.store.check_lease(task.run_id, ledger.runs)
+            commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
+        except ConflictError:
+            task.store.delete_prefix(staging)
+            task.store.delete(ledger.intent_key(result.batch_id))
+            outcome.lost.append(result.batch_id)
+            objects = tuple(item for item in objects if not state.is_done(item[0]))
+            continue
+        ledger.publish(commit)
+        ledger.finish(commit)
+        _merge(outcome, result)
+        outcome.files += [visible for _, visible in files]
+        outcome.committed += 1
+        break
+    return outcome
+
+
+def _merge(into: BatchResult, result: BatchResult) -> None:
+    into.batch_id = result.batch_id
+    for name in (
+        "objects_converted",
+        "lines",
+        "rows",
+        "rejects",
+        "header_lines",
+        "extra_field_rows",
+        "bytes_read",
+        "bytes_text",
+    ):
+        setattr(into, name, getattr(into, name) + getattr(result, name))
+    into.generations.update(result.generations)
+    into.skipped += result.skipped
+    into.notes.update(result.notes)
+
+
+def _convert_object(
+    fmt: LogFormat,
+    task: BatchTask,
+    obj: SourceObject,
+    groups: dict[str, str],
+    rows: PartitionedWriter,
+    rejects: PartitionedWriter,
+    result: BatchResult,
+) -> None:
+    counts = BatchResult()
+    with task.source.open(obj) as raw:
+        for parsed in parser_for(fmt).parse(decompressed(raw, obj.key), obj.key):
+            counts.lines += parsed.lines
+            counts.bytes_text += parsed.text_bytes
+            counts.rows += parsed.rows.num_rows
+            counts.rejects += len(parsed.reject_lines)
+            counts.header_lines += parsed.header_lines
+            counts.extra_field_rows += parsed.extra_rows
+            counts.generations.update(parsed.generations)
+            counts.notes.update(getattr(parsed, "notes", ()))
+            if parsed.rows.num_rows:
+                _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
+            if parsed.reject_lines:
+                rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
+            if _progress_queue is not None:
+                _progress_queue.put((0, parsed.text_bytes, parsed.rows.num_rows))
+    counts.bytes_read = obj.size
+    if _progress_queue is not None:
+        _progress_queue.put((obj.size, 0, 0))
+    # Only a fully read object counts: a SourceError above leaves `result` untouched.
+    result.notes.update(counts.notes)
+    if counts.notes and not counts.lines:
+        result.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
+        result.bytes_read += obj.size
+        return
+    result.objects_converted += 1
+    for name in ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read"):
+        setattr(result, name, getattr(result, name) + getattr(counts, name))
+    result.generations.update(counts.generations)
+
+
+def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:
+    n = len(parsed.reject_lines)
+    return pa.table(
+        {
+            "source_key": pa.repeat(key, n),
+            "line_number": pa.array(parsed.reject_lines, pa.int64()),
+            "raw_line": pa.array(parsed.reject_raw, pa.string()),
+            "reason": pa.array(parsed.reject_reasons, pa.string()),
+            "run_id": pa.repeat(run_id, n),
+        }
+    )
+
+
+def _write_rows(
+    fmt: LogFormat, table: pa.Table, key: str, groups: dict[str, str], run_id: str, writer: PartitionedWriter
+) -> None:
+    n = table.num_rows
+    values = {**{f.name: groups.get(f.name) for f in fmt.key_fields}, "source_key": key, "run_id": run_id}
+    for f in fmt.per_object_fields:
+        table = table.append_column(f.name, per_object_column(values[f.name], n))
+    days = pc.cast(table.column(fmt.event_time), pa.date32())
+    key_day = delivery_date(key, groups)
+    if days.null_count and key_day is not None:
+        # A line without an event time (a custom format that leaves it out): the delivery date in its key.
+        days = pc.fill_null(days, pa.scalar(key_day, pa.date32()))
+    unique_days = pc.unique(days).to_pylist()
+    for day in unique_days:
+        if len(unique_days) == 1:
+            part = table
+        else:
+            part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
+        writer.write(_partition_path(fmt, groups, day), part)
+
+
+def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date | None) -> str:
+    values = {
+        "region": groups.get("region", UNKNOWN),
+        "year": f"{day.year:04d}" if day else UNKNOWN,
+        "month": f"{day.month:02d}" if day else UNKNOWN,
+        "day": f"{day.day:02d}" if day else UNKNOWN,
+    }
+    return "/".join(f"{name}={values[name]}" for name in fmt.partitions)
