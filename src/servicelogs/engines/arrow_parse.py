@@ -144,10 +144,12 @@ class DelimitedParser(LineBlockParser):
 
     def _read_tokens(self, data: bytes, width: int) -> tuple[pa.Table, list[tuple[str, int]]] | None:
         """Arrow's CSV tokenizer over `data`, expecting `width` tokens a line. Returns the token table and
-        the (text, token count) of the rows it skipped; None if it refused the data (invalid UTF-8).
+        the (text, token count) of the rows it skipped; None if the data is not valid UTF-8.
 
         Number and timestamp columns are typed by the reader itself; if it refuses a value, the data is read
         again as text, where the typing kernels find and name the value."""
+        if not _is_utf8(data):
+            return None
         typed = self._read_tokens_as(data, width, self.tokenizer_types) if self.tokenizer_types else None
         return typed if typed is not None else self._read_tokens_as(data, width, {})
 
@@ -178,6 +180,7 @@ class DelimitedParser(LineBlockParser):
                     null_values=[self.csv_null] if self.csv_null is not None else [],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
+                    check_utf8=False,  # checked above, for the whole buffer at once
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -430,6 +433,17 @@ class DelimitedParser(LineBlockParser):
 
 
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Arrow's UTF-8 check of a whole buffer at once: ~0.3 ms per 8 MB, where the CSV reader's own check, value
+    by value, costs ~2 ms of its ~16."""
+    whole = pa.LargeStringArray.from_buffers(1, pa.array([0, len(data)], pa.int64()).buffers()[1], pa.py_buffer(data))
+    try:
+        whole.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _find_line(block: bytes, text: bytes, start: int) -> int:
