@@ -5,14 +5,16 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import random
 from datetime import datetime, timezone
 
 import duckdb
+import numpy as np
 import pytest
 from conftest import FIXTURES
 
 from servicelogs.cli import main
-from servicelogs.engines.json_split import RecordSplitter
+from servicelogs.engines.json_split import RecordSplitter, _escaped
 
 KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2023/07/19/123456789012_CloudTrail_us-east-1_20230719T2120Z_a1.json"
 REAL = FIXTURES / "cloudtrail" / "coralogix-aws-shipper-cloudtrail.log.gz"
@@ -289,3 +291,20 @@ def test_usual_and_unusual_records_give_the_same_columns(convert):
     duplicated = '{"Records":[' + json.dumps(event(5), separators=(",", ":"))[:-1] + ',"eventName":"Again"}]}'
     (row,) = convert("cloudtrail", {KEY: duplicated}).rows
     assert row["eventID"] == "id-5"
+
+
+def test_a_quote_is_escaped_by_an_odd_run_of_backslashes():
+    def by_hand(text: bytes) -> list[bool]:
+        out = []
+        for i, byte in enumerate(text):
+            if byte == ord('"'):
+                run = len(text[:i]) - len(text[:i].rstrip(b"\\"))
+                out.append(run % 2 == 1)
+        return out
+
+    rng = random.Random(5)
+    cases = [rb'"a\"b"', rb"\\" + b'"x"', b'\\\\\\"', b'"', b"\\\\"]
+    cases += [bytes(rng.choice(b'\\"ab') for _ in range(rng.randrange(1, 40))) for _ in range(500)]
+    for text in cases:
+        b = np.frombuffer(text, dtype=np.uint8)
+        assert _escaped(b, np.flatnonzero(b == ord('"'))).tolist() == by_hand(text), text

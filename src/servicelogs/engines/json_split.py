@@ -217,18 +217,16 @@ def _structure(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _escaped(b: np.ndarray, quotes: np.ndarray) -> np.ndarray:
-    """Whether each quote is escaped: preceded by an odd run of backslashes."""
+    """Whether each quote is escaped: preceded by an odd run of backslashes. Only quotes right after a
+    backslash are looked at again, walking their run back a byte at a time: runs are short."""
     escaped = np.zeros(quotes.size, dtype=bool)
-    after = quotes > 0
-    candidates = np.flatnonzero(after)
-    candidates = candidates[b[quotes[candidates] - 1] == _BACKSLASH]
-    if not candidates.size:
-        return escaped
-    slashes = np.flatnonzero(b == _BACKSLASH)
-    starts_run = np.ones(slashes.size, dtype=bool)
-    starts_run[1:] = slashes[1:] != slashes[:-1] + 1
-    run_start = np.maximum.accumulate(np.where(starts_run, slashes, -1))
-    last = np.searchsorted(slashes, quotes[candidates] - 1)
-    run_length = quotes[candidates] - run_start[last]
-    escaped[candidates] = (run_length & 1) == 1
+    walking = np.flatnonzero(b[np.maximum(quotes - 1, 0)] == _BACKSLASH)  # a quote at 0 reads itself: no
+    at = quotes[walking] - 1
+    length = 0
+    while walking.size:
+        length += 1
+        escaped[walking] = (length & 1) == 1
+        walking, at = walking[at > 0], at[at > 0] - 1
+        slash = b[at] == _BACKSLASH
+        walking, at = walking[slash], at[slash]
     return escaped
