@@ -111,7 +111,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
     objects = task.objects
     outcome = BatchResult()
     while objects:
-        result = BatchResult(batch_id=local.batch_id(objects))
+        result = BatchResult(batch_id=local.batch_id(objects))  # looked up when called: a test replaces it
         sources = tuple(obj for obj, _ in objects)
         ledger.record_intent(result.batch_id, sources)
         staging = ledger.staging(task.run_id, result.batch_id)

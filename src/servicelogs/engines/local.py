@@ -33,7 +33,6 @@ from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
 BATCH_OBJECTS = 2000
-UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
