@@ -75,10 +75,25 @@ def reporting_to(progress: Progress | None) -> Iterator[None]:
 
 
 def init_worker(q: multiprocessing.Queue) -> None:
-    """In a worker process: report progress to the run through `q`, and die with the run."""
+    """In a worker process: report progress to the run through `q`, die with the run, keep freed memory."""
     global _progress_queue
     _progress_queue = q
     _die_with_parent()
+    _keep_freed_memory()
+
+
+def _keep_freed_memory() -> None:
+    """glibc hands large freed blocks back to the system at once, so a worker that allocates and frees blocks
+    of a few MB all run long pays page faults for each anew: a quarter of the CPU on JSON records (152k faults
+    per 100 MB, 70k with this). Blocks up to 32 MB then come from the heap, which keeps up to 128 MB free.
+    Only in worker processes: a library does not retune the allocator of its caller's process."""
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator's defaults stand
+        libc = ctypes.CDLL(None)
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 128 << 20)
 
 
 def _die_with_parent() -> None:
