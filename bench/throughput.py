@@ -1,6 +1,6 @@
 """Throughput of `servicelogs convert` against the plain DuckDB pipeline a user would write, on one corpus.
 
-    python bench/throughput.py alb --mb 1000 [--workers 2] [--keep]
+    python bench/throughput.py alb --mb 1000 [--workers 2] [--object-mb 8]
 
 Generates (once, cached under bench/out/) a corpus of real sample lines in the AWS key layout, gzipped, over
 several regions and days; then runs, each in its own process, on the same files:
@@ -73,17 +73,26 @@ def template_groups(fmt: str) -> tuple[list[list[str]], list[list[str]]]:
     return groups, preambles
 
 
-def corpus(fmt_name: str, megabytes: float) -> Path:
+def corpus(fmt_name: str, megabytes: float, object_megabytes: float = 8.0) -> Path:
     from servicelogs import formats
     from servicelogs.synth import write_corpus
 
-    out = HERE / "out" / f"{fmt_name}-{megabytes:g}mb"
+    size = "" if object_megabytes == 8.0 else f"-objects-{object_megabytes:g}mb"
+    out = HERE / "out" / f"{fmt_name}-{megabytes:g}mb{size}"
     done = out / ".complete"
     if not done.exists():
         shutil.rmtree(out, ignore_errors=True)
         groups, preambles = template_groups(fmt_name)
         framing = {"separator": ",\n", "end": "]}"} if fmt_name in JSON_RECORDS else {}
-        info = write_corpus(formats.get(fmt_name), out / "source", megabytes, groups, preambles=preambles, **framing)
+        info = write_corpus(
+            formats.get(fmt_name),
+            out / "source",
+            megabytes,
+            groups,
+            preambles=preambles,
+            object_megabytes=object_megabytes,
+            **framing,
+        )
         done.write_text(f"{info.objects} objects, {info.text_bytes} text bytes, {info.stored_bytes} stored bytes\n")
     return out
 
@@ -148,10 +157,11 @@ def main() -> None:
     parser.add_argument("format", choices=sorted(TEMPLATES))
     parser.add_argument("--mb", type=float, default=1000, help="MB of uncompressed log text to generate")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--object-mb", type=float, default=8.0, help="MB of log text per object (AWS: often < 1)")
     parser.add_argument("--only", choices=("servicelogs", "duckdb"))
     args = parser.parse_args()
 
-    root = corpus(args.format, args.mb)
+    root = corpus(args.format, args.mb, args.object_mb)
     source = root / "source"
     text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({(root / '.complete').read_text().strip()})")
