@@ -210,17 +210,18 @@ def test_splitter_gives_the_same_records_whatever_the_block_size():
 
 
 def test_a_large_object_streams_in_bounded_blocks(convert, monkeypatch):
-    from servicelogs.engines import json_parse, json_split
+    from servicelogs.engines import json_split
 
     monkeypatch.setattr(json_split, "BLOCK_BYTES", 64 << 10)
     blocks = []
-    original = json_parse.JsonRecordsParser.parse_pieces
+    original = json_split.RecordSplitter._cut
 
-    def counted(self, pieces):
+    def counted(self, buffer):
+        pieces, rest = original(self, buffer)
         blocks.append(len(pieces.buffer))
-        return original(self, pieces)
+        return pieces, rest
 
-    monkeypatch.setattr(json_parse.JsonRecordsParser, "parse_pieces", counted)
+    monkeypatch.setattr(json_split.RecordSplitter, "_cut", counted)
     many = [event(n % 60, eventID=f"e{n}") for n in range(3000)]
     body = records(*many).encode()
     assert len(body) > 10 * (64 << 10)
@@ -308,3 +309,57 @@ def test_a_quote_is_escaped_by_an_odd_run_of_backslashes():
     for text in cases:
         b = np.frombuffer(text, dtype=np.uint8)
         assert _escaped(b, np.flatnonzero(b == ord('"'))).tolist() == by_hand(text), text
+
+
+def test_small_objects_share_statements_and_give_the_same_rows(tmp_path, monkeypatch):
+    """The usual records of several objects go through one DuckDB statement; rows, line numbers, keys
+    and rejects must be those of one object at a time (batch_objects=1)."""
+    import servicelogs
+    from servicelogs.engines import json_parse
+
+    statements = []
+    for name in ("run", "run_usual"):
+        original = getattr(json_parse._Plan, name)
+
+        def counted(self, texts, *args, _original=original, _name=name):
+            statements.append((_name, len(texts)))
+            return _original(self, texts, *args)
+
+        monkeypatch.setattr(json_parse._Plan, name, counted)
+
+    def write(source, bad_object):
+        for k in range(6):
+            items = [event(n, eventID=f"o{k}-{n}") for n in range(1, 4)]
+            if k == bad_object:
+                items.append(event(9, eventTime="yesterday"))  # a reject: that object's block is parsed alone
+            path = source / KEY.replace("_a1.json", f"_o{k}.json.gz")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(gzip.compress(compact(*items).encode()))
+
+    def table(source, target, batch_objects):
+        servicelogs.convert("cloudtrail", source, target, workers=1, batch_objects=batch_objects)
+        query = "SELECT source_key, line_number, eventID, eventTime FROM read_parquet('{}/**/*.parquet') ORDER BY ALL"
+        rows = duckdb.sql(query.format(target / "cloudtrail")).fetchall()
+        rejects = (
+            duckdb.sql(
+                f"SELECT source_key, line_number, reason FROM read_parquet('{target}/cloudtrail_rejects/*.parquet')"
+            ).fetchall()
+            if (target / "cloudtrail_rejects").exists()
+            else []
+        )
+        return rows, rejects
+
+    write(tmp_path / "usual", bad_object=None)
+    statements.clear()
+    together = table(tmp_path / "usual", tmp_path / "t1", 100)
+    assert statements == [("run_usual", 18)]  # six objects, one statement
+    assert together == table(tmp_path / "usual", tmp_path / "a1", 1)
+    rows, rejects = together
+    assert len(rows) == 18 and not rejects and [r[1] for r in rows[:3]] == [1, 2, 3]
+    assert {key.rsplit("_", 1)[1] for key, *_ in rows} == {f"o{k}.json.gz" for k in range(6)}
+
+    write(tmp_path / "mixed", bad_object=3)
+    together = table(tmp_path / "mixed", tmp_path / "t2", 100)
+    assert together == table(tmp_path / "mixed", tmp_path / "a2", 1)
+    rows, rejects = together
+    assert len(rows) == 18 and [(key.rsplit("_", 1)[1], n) for key, n, _ in rejects] == [("o3.json.gz", 4)]

@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import date
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,8 +136,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
         rows = PartitionedWriter(work / "table", file_name, schema(fmt))
         rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
-            for obj, groups in objects:
-                _convert_object(fmt, task, obj, dict(groups), rows, rejects, result)
+            _convert_objects(fmt, task, objects, rows, rejects, result)
         except SourceError as e:
             rows.abort()
             rejects.abort()
@@ -186,36 +186,80 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
     into.notes.update(result.notes)
 
 
-def _convert_object(
+def _convert_objects(
     fmt: LogFormat,
     task: BatchTask,
-    obj: SourceObject,
-    groups: dict[str, str],
+    objects: tuple[local.Item, ...],
     rows: PartitionedWriter,
     rejects: PartitionedWriter,
     result: BatchResult,
 ) -> None:
-    counts = BatchResult()
-    with task.source.open(obj) as raw:
-        for parsed in parser_for(fmt).parse(decompressed(raw, obj.key), obj.key):
-            counts.lines += parsed.lines
-            counts.bytes_text += parsed.text_bytes
-            counts.rows += parsed.rows.num_rows
-            counts.rejects += len(parsed.reject_lines)
-            counts.header_lines += parsed.header_lines
-            counts.extra_field_rows += parsed.extra_rows
-            counts.generations.update(parsed.generations)
-            counts.notes.update(getattr(parsed, "notes", ()))
-            if parsed.rows.num_rows:
-                _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
-            if parsed.reject_lines:
-                rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
-            if _progress_queue is not None:
-                _progress_queue.put((0, parsed.text_bytes, parsed.rows.num_rows))
+    groups = {obj.key: dict(key_groups) for obj, key_groups in objects}
+    counts: dict[str, BatchResult] = {}
+    for obj, parsed in _parsed_blocks(fmt, task, objects):
+        object_counts = counts.setdefault(obj.key, BatchResult())
+        if parsed is None:
+            _add_object(obj, object_counts, result)
+            continue
+        _add_block(fmt, task, obj, groups[obj.key], parsed, object_counts, rows, rejects)
+
+
+def _parsed_blocks(
+    fmt: LogFormat, task: BatchTask, objects: tuple[local.Item, ...]
+) -> Iterator[tuple[SourceObject, Parsed | None]]:
+    """Each object's parsed blocks, then (object, None) once it is read to its end, in order. A parser that
+    takes several objects at once (`parse_objects`: JSON records share DuckDB statements) gets the batch's."""
+    parser = parser_for(fmt)
+    if hasattr(parser, "parse_objects"):
+        yield from parser.parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in objects)
+        return
+    for obj, _ in objects:
+        with task.source.open(obj) as raw:
+            for parsed in parser_for(fmt).parse(decompressed(raw, obj.key), obj.key):  # per-object state
+                yield obj, parsed
+        yield obj, None
+
+
+def _opener(task: BatchTask, obj: SourceObject) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
+    @contextlib.contextmanager
+    def opened() -> Iterator[BinaryIO]:
+        with task.source.open(obj) as raw:
+            yield decompressed(raw, obj.key)
+
+    return opened
+
+
+def _add_block(
+    fmt: LogFormat,
+    task: BatchTask,
+    obj: SourceObject,
+    groups: dict[str, str],
+    parsed: Parsed,
+    counts: BatchResult,
+    rows: PartitionedWriter,
+    rejects: PartitionedWriter,
+) -> None:
+    counts.lines += parsed.lines
+    counts.bytes_text += parsed.text_bytes
+    counts.rows += parsed.rows.num_rows
+    counts.rejects += len(parsed.reject_lines)
+    counts.header_lines += parsed.header_lines
+    counts.extra_field_rows += parsed.extra_rows
+    counts.generations.update(parsed.generations)
+    counts.notes.update(getattr(parsed, "notes", ()))
+    if parsed.rows.num_rows:
+        _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
+    if parsed.reject_lines:
+        rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
+    if _progress_queue is not None:
+        _progress_queue.put((0, parsed.text_bytes, parsed.rows.num_rows))
+
+
+def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> None:
+    """An object read to its end: its counts join the batch's (a SourceError before leaves them out)."""
     counts.bytes_read = obj.size
     if _progress_queue is not None:
         _progress_queue.put((obj.size, 0, 0))
-    # Only a fully read object counts: a SourceError above leaves `result` untouched.
     result.notes.update(counts.notes)
     if counts.notes and not counts.lines:
         result.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))

@@ -10,19 +10,20 @@ at single records only to collect the rejects.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs import formats
+from servicelogs.engines import json_split
 from servicelogs.engines.arrow_parse import Parsed
 from servicelogs.engines.json_split import Pieces, RecordSplitter
 from servicelogs.engines.json_types import duckdb_structure, typed
@@ -31,6 +32,8 @@ from servicelogs.spec import Field, JsonRecords, LogFormat
 from servicelogs.types import STRING, ListOf, StructOf
 
 _TRIM = " \t\r\n,"
+T = TypeVar("T")
+Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, decompressed
 
 
 @dataclass
@@ -57,6 +60,83 @@ class JsonRecordsParser:
             yield JsonParsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
         elif splitter.records == 0:
             yield JsonParsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
+
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, JsonParsed | None]]:
+        """The records of several objects: each object's parsed blocks, then (object, None) once it is read to
+        its end, in order. A DuckDB statement costs ~10 ms before its first record, so the usual records of
+        several small objects go through one statement (up to a block's bytes); anything else is parsed
+        object by object, as `parse` does."""
+        waiting: list[tuple[T, Pieces | JsonParsed]] = []
+        finished: list[T] = []
+        size = 0
+        for item, key, opened in objects:
+            splitter = RecordSplitter(self.grammar.records_key, self.plan.known_keys)
+            with opened() as stream:
+                for pieces in splitter.split(stream, key):
+                    waiting.append((item, pieces))
+                    size += len(pieces.buffer)
+                    if size >= json_split.BLOCK_BYTES:
+                        yield from self._parse_waiting(waiting, finished)
+                        waiting, finished, size = [], [], 0
+            note = self._note(splitter)
+            if note is not None:
+                waiting.append((item, note))
+            finished.append(item)
+        yield from self._parse_waiting(waiting, finished)
+
+    def _note(self, splitter: RecordSplitter) -> JsonParsed | None:
+        if splitter.empty_array:
+            return JsonParsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
+        if splitter.records == 0:
+            return JsonParsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
+        return None
+
+    def _parse_waiting(
+        self, waiting: list[tuple[T, Pieces | JsonParsed]], finished: list[T]
+    ) -> Iterator[tuple[T, JsonParsed | None]]:
+        together = [i for i, (_, p) in enumerate(waiting) if isinstance(p, Pieces) and _usual_candidate(p)]
+        parsed = dict(zip(together, self._parse_together([waiting[i][1] for i in together]) or [], strict=False))
+        for i, (item, p) in enumerate(waiting):
+            yield item, parsed.get(i) or (p if isinstance(p, JsonParsed) else self.parse_pieces(p))
+        for item in finished:
+            yield item, None
+
+    def _parse_together(self, pieces_list: list[Pieces]) -> list[JsonParsed] | None:
+        """Usual pieces of several objects through one statement; None if any record is not usual (each
+        piece is then parsed on its own, where rejects and skips are told apart)."""
+        if len(pieces_list) < 2:
+            return None
+        texts, valued = [], []
+        for pieces in pieces_list:
+            raw = pa.LargeStringArray.from_buffers(
+                pieces.count, pa.py_buffer(pieces.offsets), pa.py_buffer(pieces.buffer)
+            )
+            try:
+                raw.validate(full=True)
+            except pa.ArrowInvalid:
+                return None
+            texts.append(pc.utf8_trim(raw, _TRIM))
+            valued.append(pieces.valued_members)
+        index = np.arange(sum(p.count for p in pieces_list), dtype=np.int64)
+        result = self.plan.run_usual(pa.concat_arrays(texts), index, np.concatenate(valued))
+        if result is None:
+            return None
+        typed, reason = self.plan.type_columns(result)
+        if reason is not None and reason.null_count < len(reason):
+            return None
+        rows = typed.select(self.plan.empty.schema.names).cast(self.plan.empty.schema)
+        outs, start = [], 0
+        position = rows.schema.get_field_index("line_number")
+        for pieces in pieces_list:
+            part = rows.slice(start, pieces.count)
+            numbers = pa.array(np.arange(pieces.first, pieces.first + pieces.count, dtype=np.int64))
+            part = part.set_column(position, "line_number", numbers)
+            text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
+            out = JsonParsed(part, lines=pieces.count, text_bytes=text_bytes)
+            self._count_generations(out)
+            outs.append(out)
+            start += pieces.count
+        return outs
 
     def parse_pieces(self, pieces: Pieces) -> JsonParsed:
         n = pieces.count
@@ -119,14 +199,21 @@ class JsonRecordsParser:
         rows = result.select(self.plan.empty.schema.names).cast(self.plan.empty.schema)
         out.rows = rows
         out.extra_rows = rows.num_rows - rows.column("extra_fields").null_count
-        if self.grammar.version_key and rows.num_rows:
-            for item in pc.value_counts(rows.column(self.plan.version_column)).to_pylist():
+        self._count_generations(out)
+
+    def _count_generations(self, out: JsonParsed) -> None:
+        if self.grammar.version_key and out.rows.num_rows:
+            for item in pc.value_counts(out.rows.column(self.plan.version_column)).to_pylist():
                 out.generations[str(item["values"])] += item["counts"]
 
     def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
         out.reject_lines.append(number)
         out.reject_raw.append(text)
         out.reject_reasons.append(self.fmt.explain_foreign(text) or reason)
+
+
+def _usual_candidate(pieces: Pieces) -> bool:
+    return not pieces.reason and pieces.valued_members is not None and pieces.count > 0
 
 
 def _texts_of(texts: pa.Array, numbers: np.ndarray, wanted: np.ndarray) -> list[str]:
@@ -259,21 +346,41 @@ class _Plan:
         con = _connection()
         con.register("records", pa.table({"n": pa.array(numbers, pa.int64()), "rec": texts}))
         try:
-            if valued_members is not None and pc.all(pc.starts_with(texts, "{")).as_py():
-                with contextlib.suppress(duckdb.InvalidInputException):  # a malformed record: see below
-                    usual = con.sql(self.sql_usual).to_arrow_table()
-                    if (
-                        pc.all(usual.column("_fits")).as_py()
-                        and np.array_equal(usual.column("_valued").to_numpy(), valued_members)
-                        and np.array_equal(usual.column("line_number").to_numpy(), numbers)
-                    ):
-                        return usual.drop_columns(["_valued", "_fits"])
+            usual = self._usual(con, texts, numbers, valued_members) if valued_members is not None else None
+            if usual is not None:
+                return usual
             try:
                 return con.sql(self.sql).to_arrow_table()
             except duckdb.InvalidInputException:  # a malformed record somewhere in the block
                 return con.sql(self.sql_checked).to_arrow_table()
         finally:
             con.unregister("records")
+
+    def run_usual(self, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray) -> pa.Table | None:
+        """The usual statement's result, or None when the records are not all usual."""
+        con = _connection()
+        con.register("records", pa.table({"n": pa.array(numbers, pa.int64()), "rec": texts}))
+        try:
+            return self._usual(con, texts, numbers, valued_members)
+        finally:
+            con.unregister("records")
+
+    def _usual(self, con, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray) -> pa.Table | None:  # type: ignore[no-untyped-def]
+        import duckdb
+
+        if not pc.all(pc.starts_with(texts, "{")).as_py():
+            return None
+        try:
+            usual = con.sql(self.sql_usual).to_arrow_table()
+        except duckdb.InvalidInputException:  # a malformed record: the full statement words it
+            return None
+        if (
+            pc.all(usual.column("_fits")).as_py()
+            and np.array_equal(usual.column("_valued").to_numpy(), valued_members)
+            and np.array_equal(usual.column("line_number").to_numpy(), numbers)
+        ):
+            return usual.drop_columns(["_valued", "_fits"])
+        return None
 
     def type_columns(self, result: pa.Table) -> tuple[pa.Table, pa.Array | None]:
         """The typed columns under the fields' names, and per row the first reason it is a reject."""
