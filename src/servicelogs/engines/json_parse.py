@@ -118,7 +118,7 @@ class JsonRecordsParser:
             texts.append(pc.utf8_trim(raw, _TRIM))
             valued.append(pieces.valued_members)
         index = np.arange(sum(p.count for p in pieces_list), dtype=np.int64)
-        result = self.plan.run_usual(pa.concat_arrays(texts), index, np.concatenate(valued))
+        result = self.plan.run_usual(pa.chunked_array(texts), index, np.concatenate(valued))  # no copy
         if result is None:
             return None
         typed, reason = self.plan.type_columns(result)
@@ -356,7 +356,9 @@ class _Plan:
         finally:
             con.unregister("records")
 
-    def run_usual(self, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray) -> pa.Table | None:
+    def run_usual(
+        self, texts: pa.Array | pa.ChunkedArray, numbers: np.ndarray, valued_members: np.ndarray
+    ) -> pa.Table | None:
         """The usual statement's result, or None when the records are not all usual."""
         con = _connection()
         con.register("records", pa.table({"n": pa.array(numbers, pa.int64()), "rec": texts}))
