@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -80,8 +81,25 @@ class LineTokenizer:
             pos += len(self._delimiter)
 
 
+T = TypeVar("T")
+Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, decompressed
+
+
 class LineBlockParser:
     """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size."""
+
+    fmt: LogFormat
+
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
+        """Each object's parsed blocks, then (object, None) once it is read to its end, in order. An object
+        gets a parser of its own: what a parser learns (the usual token count, the header in force) is the
+        object's."""
+        for item, key, opened in objects:
+            parser = type(self)(self.fmt)  # type: ignore[call-arg]
+            with opened() as stream:
+                for parsed in parser.parse(stream, key):
+                    yield item, parsed
+            yield item, None
 
     def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
         next_line = 1

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from servicelogs import formats
 from servicelogs.engines import local
-from servicelogs.engines.arrow_parse import DelimitedParser, Parsed
+from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.local import BatchResult, BatchTask, Progress
 from servicelogs.engines.writer import PartitionedWriter
@@ -40,9 +40,10 @@ def _json_records_parser(fmt: LogFormat):  # type: ignore[no-untyped-def]
     return JsonRecordsParser(fmt)
 
 
-# Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and
-# offers parse(stream, key) -> Iterator[Parsed]; a Parsed may carry `notes` (reason → count) for
-# values recognised as not records and skipped (a digest, an empty records array).
+# Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and offers
+# parse_objects(objects) -> Iterator[(object, Parsed | None)]: a batch's objects in order, each one's parsed
+# blocks then None at its end (JSON records share DuckDB statements across objects). A Parsed may carry
+# `notes` (reason → count) for values recognised as not records and skipped (a digest, an empty records array).
 PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
     Delimited: DelimitedParser,
     HeaderDelimited: HeaderDelimitedParser,
@@ -168,18 +169,13 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
     return outcome
 
 
+# What an object adds to its batch's result, and a batch to its outcome (with objects_converted).
+_COUNTS = ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read")
+
+
 def _merge(into: BatchResult, result: BatchResult) -> None:
     into.batch_id = result.batch_id
-    for name in (
-        "objects_converted",
-        "lines",
-        "rows",
-        "rejects",
-        "header_lines",
-        "extra_field_rows",
-        "bytes_read",
-        "bytes_text",
-    ):
+    for name in ("objects_converted", *_COUNTS):
         setattr(into, name, getattr(into, name) + getattr(result, name))
     into.generations.update(result.generations)
     into.skipped += result.skipped
@@ -196,7 +192,8 @@ def _convert_objects(
 ) -> None:
     groups = {obj.key: dict(key_groups) for obj, key_groups in objects}
     counts: dict[str, BatchResult] = {}
-    for obj, parsed in _parsed_blocks(fmt, task, objects):
+    blocks = parser_for(fmt).parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in objects)
+    for obj, parsed in blocks:
         object_counts = counts.setdefault(obj.key, BatchResult())
         if parsed is None:
             _add_object(obj, object_counts, result)
@@ -204,23 +201,7 @@ def _convert_objects(
         _add_block(fmt, task, obj, groups[obj.key], parsed, object_counts, rows, rejects)
 
 
-def _parsed_blocks(
-    fmt: LogFormat, task: BatchTask, objects: tuple[local.Item, ...]
-) -> Iterator[tuple[SourceObject, Parsed | None]]:
-    """Each object's parsed blocks, then (object, None) once it is read to its end, in order. A parser that
-    takes several objects at once (`parse_objects`: JSON records share DuckDB statements) gets the batch's."""
-    parser = parser_for(fmt)
-    if hasattr(parser, "parse_objects"):
-        yield from parser.parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in objects)
-        return
-    for obj, _ in objects:
-        with task.source.open(obj) as raw:
-            for parsed in parser_for(fmt).parse(decompressed(raw, obj.key), obj.key):  # per-object state
-                yield obj, parsed
-        yield obj, None
-
-
-def _opener(task: BatchTask, obj: SourceObject) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
+def _opener(task: BatchTask, obj: SourceObject) -> Opener:
     @contextlib.contextmanager
     def opened() -> Iterator[BinaryIO]:
         with task.source.open(obj) as raw:
@@ -266,7 +247,7 @@ def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> 
         result.bytes_read += obj.size
         return
     result.objects_converted += 1
-    for name in ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read"):
+    for name in _COUNTS:
         setattr(result, name, getattr(result, name) + getattr(counts, name))
     result.generations.update(counts.generations)
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +22,7 @@ import pyarrow.compute as pc
 
 from servicelogs import formats
 from servicelogs.engines import json_split
-from servicelogs.engines.arrow_parse import Parsed
+from servicelogs.engines.arrow_parse import Opener, Parsed, T
 from servicelogs.engines.json_split import Pieces, RecordSplitter
 from servicelogs.engines.json_types import duckdb_structure, typed
 from servicelogs.render.arrow import arrow_type
@@ -32,8 +30,6 @@ from servicelogs.spec import Field, JsonRecords, LogFormat
 from servicelogs.types import STRING, ListOf, StructOf
 
 _TRIM = " \t\r\n,"
-T = TypeVar("T")
-Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, decompressed
 
 
 @dataclass
@@ -52,20 +48,11 @@ class JsonRecordsParser:
         self.grammar: JsonRecords = fmt.grammar
         self.plan = _plan(fmt.name)
 
-    def parse(self, stream: BinaryIO, key: str) -> Iterator[JsonParsed]:
-        splitter = RecordSplitter(self.grammar.records_key, self.plan.known_keys)
-        for pieces in splitter.split(stream, key):
-            yield self.parse_pieces(pieces)
-        if splitter.empty_array:
-            yield JsonParsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
-        elif splitter.records == 0:
-            yield JsonParsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
-
     def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, JsonParsed | None]]:
         """The records of several objects: each object's parsed blocks, then (object, None) once it is read to
         its end, in order. A DuckDB statement costs ~10 ms before its first record, so the usual records of
         several small objects go through one statement (up to a block's bytes); anything else is parsed
-        object by object, as `parse` does."""
+        piece by piece."""
         waiting: list[tuple[T, Pieces | JsonParsed]] = []
         finished: list[T] = []
         size = 0
@@ -97,7 +84,10 @@ class JsonRecordsParser:
         together = [i for i, (_, p) in enumerate(waiting) if isinstance(p, Pieces) and _usual_candidate(p)]
         parsed = dict(zip(together, self._parse_together([waiting[i][1] for i in together]) or [], strict=False))
         for i, (item, p) in enumerate(waiting):
-            yield item, parsed.get(i) or (p if isinstance(p, JsonParsed) else self.parse_pieces(p))
+            if i in parsed:
+                yield item, parsed[i]
+            else:
+                yield item, p if isinstance(p, JsonParsed) else self.parse_pieces(p)
         for item in finished:
             yield item, None
 
@@ -108,9 +98,7 @@ class JsonRecordsParser:
             return None
         texts, valued = [], []
         for pieces in pieces_list:
-            raw = pa.LargeStringArray.from_buffers(
-                pieces.count, pa.py_buffer(pieces.offsets), pa.py_buffer(pieces.buffer)
-            )
+            raw = _records(pieces)
             try:
                 raw.validate(full=True)
             except pa.ArrowInvalid:
@@ -142,7 +130,7 @@ class JsonRecordsParser:
         n = pieces.count
         numbers = np.arange(pieces.first, pieces.first + n, dtype=np.int64)
         text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
-        raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(pieces.offsets), pa.py_buffer(pieces.buffer))
+        raw = _records(pieces)
         out = JsonParsed(self.plan.empty, lines=n, text_bytes=text_bytes)
         if pieces.reason:
             for i in range(n):
@@ -210,6 +198,11 @@ class JsonRecordsParser:
         out.reject_lines.append(number)
         out.reject_raw.append(text)
         out.reject_reasons.append(self.fmt.explain_foreign(text) or reason)
+
+
+def _records(pieces: Pieces) -> pa.LargeStringArray:
+    """The pieces' record texts as one Arrow column over their buffer, untrimmed and not yet checked as UTF-8."""
+    return pa.LargeStringArray.from_buffers(pieces.count, pa.py_buffer(pieces.offsets), pa.py_buffer(pieces.buffer))
 
 
 def _usual_candidate(pieces: Pieces) -> bool:
