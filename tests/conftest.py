@@ -30,6 +30,11 @@ class Converted:
     rows: list[dict]
     rejects: list[dict]
     target: Path
+    source: Path
+
+    def key(self, key: str) -> str:
+        """The `source_key` of an object written under `key`: its full location (the resolved path)."""
+        return (self.source.resolve() / key).as_posix()
 
 
 def read_table(target: Path, table: str, partitions: tuple[str, ...]) -> list[dict]:
@@ -88,6 +93,6 @@ def convert(tmp_path: Path):
         target = tmp_path / f"target{calls[0]}"
         summary = servicelogs.convert(fmt, source, target, workers=workers)
         partitions = servicelogs.formats.get(fmt).partitions
-        return Converted(summary, read_table(target, fmt, partitions), read_rejects(target, fmt), target)
+        return Converted(summary, read_table(target, fmt, partitions), read_rejects(target, fmt), target, source)
 
     return run

@@ -309,7 +309,7 @@ def test_duckdb_reads_declared_types_and_zero_padded_partitions(convert):
     assert types["extra_fields"] == "VARCHAR[]" and types["line_number"] == "BIGINT"
     row = dict(zip(rel.columns, rel.fetchall()[0], strict=True))
     assert (row["region"], row["year"], row["month"], row["day"]) == ("us-east-1", "2018", "07", "02")
-    assert row["account_id"] == "123456789012" and row["source_key"] == key() and row["run_id"] == out.summary.run_id
+    assert row["account_id"] == "123456789012" and row["source_key"] == out.key(key()) and row["run_id"] == out.summary.run_id
     files = [p.relative_to(out.target).as_posix() for p in out.target.rglob("*.parquet")]
     assert files == [f"alb/region=us-east-1/year=2018/month=07/day=02/part-{files[0].split('part-')[1]}"]
 
@@ -349,8 +349,8 @@ def test_a_corrupt_object_fails_alone(convert, name, content, reason):
     out = convert("alb", {key("good", gz=True): gzip.compress(GOOD.encode()), key(name, gz=True): content}, raw=True)
     assert out.summary.objects_failed == 1 and out.summary.objects_converted == 1
     (failure,) = out.summary.failed
-    assert failure.key == key(name, gz=True) and reason in failure.reason
-    assert {r["source_key"] for r in out.rows} == {key("good", gz=True)}
+    assert failure.key == out.key(key(name, gz=True)) and reason in failure.reason
+    assert {r["source_key"] for r in out.rows} == {out.key(key("good", gz=True))}
     assert out.summary.rows == 1 and out.summary.lines == 1
 
 
@@ -361,7 +361,7 @@ def test_cli_exits_non_zero_on_a_corrupt_object(tmp_path, capsys):
     (source / key("ok")).write_text(GOOD)
     assert main(["convert", "alb", str(source), str(tmp_path / "out"), "--json", "--workers", "1"]) == 1
     summary = json.loads(capsys.readouterr().out)
-    assert summary["objects_failed"] == 1 and summary["failed"][0]["key"] == key("bad", gz=True)
+    assert summary["objects_failed"] == 1 and summary["failed"][0]["key"] == (source / key("bad", gz=True)).resolve().as_posix()
     assert summary["rows"] == 1 and summary["ok"] is False
 
 
@@ -375,7 +375,7 @@ def test_empty_objects_and_non_log_keys(convert):
         "alb", {key("empty", gz=True): b"", key("empty2"): b"", "README": "hello", f"{DAY}notes.txt": "x"}, raw=True
     )
     assert out.summary.objects_converted == 2 and out.summary.lines == 0 and out.summary.rows == 0
-    assert sorted(p.key for p in out.summary.skipped) == [f"{DAY}notes.txt", "README"]
+    assert sorted(p.key for p in out.summary.skipped) == [out.key(f"{DAY}notes.txt"), out.key("README")]
     assert all("matches no alb key layout" in p.reason for p in out.summary.skipped)
 
 

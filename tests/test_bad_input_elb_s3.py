@@ -57,8 +57,8 @@ def test_gzip_objects_and_a_truncated_one_fails_alone(convert, case: Case):
     good = gzip.compress(text(case).encode())
     out = convert(case.fmt, {case.key: good, case.other_key: good[: len(good) // 2]})
     assert out.summary.rows == len(case.lines) and out.summary.objects_failed == 1
-    assert out.summary.failed[0].key == case.other_key and "decompress" in out.summary.failed[0].reason
-    assert {r["source_key"] for r in out.rows} == {case.key}
+    assert out.summary.failed[0].key == out.key(case.other_key) and "decompress" in out.summary.failed[0].reason
+    assert {r["source_key"] for r in out.rows} == {out.key(case.key)}
 
 
 @CASES
@@ -66,14 +66,14 @@ def test_gzip_with_a_bad_crc_fails_alone(convert, case: Case):
     bad_crc = bytearray(gzip.compress(text(case).encode()))
     bad_crc[-8] ^= 0xFF  # the CRC32 in the gzip trailer
     out = convert(case.fmt, {case.key: bytes(bad_crc), case.other_key: text(case)})
-    assert out.summary.objects_failed == 1 and out.summary.failed[0].key == case.key
-    assert {r["source_key"] for r in out.rows} == {case.other_key}
+    assert out.summary.objects_failed == 1 and out.summary.failed[0].key == out.key(case.key)
+    assert {r["source_key"] for r in out.rows} == {out.key(case.other_key)}
 
 
 @CASES
 def test_gzip_magic_without_gzip_data_fails_alone(convert, case: Case):
     out = convert(case.fmt, {case.key: b"\x1f\x8bthis is not gzip data\n", case.other_key: text(case)})
-    assert out.summary.objects_failed == 1 and out.summary.failed[0].key == case.key
+    assert out.summary.objects_failed == 1 and out.summary.failed[0].key == out.key(case.key)
     assert out.summary.rows == len(case.lines)
 
 
@@ -88,7 +88,7 @@ def test_empty_and_blank_objects(convert, case: Case):
 def test_non_log_keys_are_skipped_and_listed(convert, case: Case):
     out = convert(case.fmt, {case.key: text(case), "README.md": "# notes\n", "AWSLogs/ELBAccessLogTestFile": "x\n"})
     assert out.summary.rows == len(case.lines)
-    assert sorted(p.key for p in out.summary.skipped) == ["AWSLogs/ELBAccessLogTestFile", "README.md"]
+    assert sorted(p.key for p in out.summary.skipped) == [out.key("AWSLogs/ELBAccessLogTestFile"), out.key("README.md")]
 
 
 def test_elb_enable_access_log_test_line_is_a_named_reject(convert):
@@ -104,7 +104,7 @@ def test_crlf_and_no_final_newline(convert, case: Case):
     assert (out.summary.rows, out.summary.rejects, out.summary.lines) == (2 * len(case.lines), 0, 2 * len(case.lines))
     strip = ("source_key", "run_id")
     by_key = [
-        [{k: v for k, v in r.items() if k not in strip} for r in out.rows if r["source_key"] == key]
+        [{k: v for k, v in r.items() if k not in strip} for r in out.rows if r["source_key"] == out.key(key)]
         for key in (case.key, case.other_key)
     ]
     assert by_key[0] == by_key[1]

@@ -56,7 +56,7 @@ def test_doc_entries_http_https_tcp_ssl(convert):
         "05",
         "13",
     )
-    assert http["extra_fields"] is None and http["line_number"] == 1 and http["source_key"] == KEY
+    assert http["extra_fields"] is None and http["line_number"] == 1 and http["source_key"] == out.key(KEY)
     assert (https["url"], https["ssl_cipher"], https["ssl_protocol"]) == (
         "https://www.example.com:443/",
         "DHE-RSA-AES128-SHA",

@@ -70,7 +70,7 @@ def test_default_format_without_header(convert):
         "year": "2014",
         "month": "12",
         "day": "14",
-        "source_key": KEY,
+        "source_key": out.key(KEY),
     }
     for line, status, eni in ((3, "NODATA", "eni-1235b8ca123456789"), (4, "SKIPDATA", "eni-11111111aaaaaaaaa")):
         row = one(out.rows, line)
@@ -346,9 +346,9 @@ def test_key_layouts(convert):
     assert out.summary.objects_skipped == 1
     got = {(r["source_key"], r["log_account_id"], r["region"]) for r in out.rows}
     assert got == {
-        (hourly, "111111111111", "eu-west-1"),
-        (hive, "222222222222", "ap-south-1"),
-        (flat, "333333333333", "sa-east-1"),
+        (out.key(hourly), "111111111111", "eu-west-1"),
+        (out.key(hive), "222222222222", "ap-south-1"),
+        (out.key(flat), "333333333333", "sa-east-1"),
     }
 
 

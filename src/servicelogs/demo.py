@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from servicelogs import formats
+from servicelogs.errors import UsageError
 from servicelogs.synth import write_corpus
 
 DEMO_FORMAT = "alb"
@@ -25,7 +26,7 @@ def run_demo(folder: str, megabytes: float = 20.0) -> int:
 
     root = Path(folder)
     source, target = root / "source", root / "lake"
-    shutil.rmtree(root, ignore_errors=True)
+    _fresh(root)
     fmt = formats.get(DEMO_FORMAT)
     corpus = write_corpus(fmt, source, megabytes, [[e.line for e in fmt.examples]], object_megabytes=2)
     print(
@@ -43,3 +44,20 @@ def run_demo(folder: str, megabytes: float = 20.0) -> int:
         f"{target / '_servicelogs' / DEMO_FORMAT / 'runs'}/."
     )
     return 0 if summary.ok else 1
+
+
+MARKER = ".servicelogs-demo"  # says a folder is the demo's own, so a later demo may replace it
+
+
+def _fresh(root: Path) -> None:
+    """An empty folder for the demo: a new one, or one an earlier demo made; never another folder."""
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise UsageError(f"--dir {str(root)!r} is not a folder")
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).is_file():
+            raise UsageError(
+                f"--dir {str(root)!r} holds files that servicelogs demo did not make: give a new or empty folder"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("made by `servicelogs demo`, which replaces this folder when run again\n")

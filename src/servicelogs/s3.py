@@ -37,6 +37,7 @@ from botocore.config import Config
 from servicelogs import crash
 from servicelogs.errors import SourceError, StorageError, UsageError
 from servicelogs.sources import SourceObject
+from servicelogs.storage import _alive
 
 T = TypeVar("T")
 
@@ -243,7 +244,20 @@ class S3Store:
             )  # fmt: skip
 
     def work_dir(self, staging: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix="servicelogs-"))
+        """A local folder for a batch's files before they go up, named with the pid of the process that
+        writes it, so that a later run can tell a killed run's folder from a live one's (clean_temp)."""
+        return Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))
+
+    def clean_temp(self, prefix: str) -> int:
+        """Remove the local work folders of servicelogs processes that are gone (a killed run's)."""
+        removed = 0
+        temp = Path(tempfile.gettempdir())
+        for path in temp.glob(f"{_TEMP_PREFIX}*-*"):
+            pid = path.name[len(_TEMP_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and path.is_dir() and not path.is_symlink() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
 
     def stage(self, work_dir: Path, staging: str) -> list[str]:
         """Upload the batch's files to the staging prefix (outside the table); the local copies go."""
@@ -408,18 +422,22 @@ class S3Store:
         return aborted
 
 
+_TEMP_PREFIX = "servicelogs-"
+
+
 def _lease_body(run_id: str) -> bytes:
     return json.dumps({"run_id": run_id, "heartbeat": time.time()}).encode()
 
 
 class S3Source:
-    """Objects under an S3 prefix; keys are relative to the prefix."""
+    """Objects under an S3 prefix, each named by its full location (`s3://bucket/key`), whatever the prefix."""
 
     def __init__(self, url: str, endpoint_url: str | None = None) -> None:
         self.bucket, self.prefix = split_url(url)
-        self.url = url
-        self.store = S3Store(self.bucket, self.prefix, endpoint_url)
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.store = S3Store(self.bucket, "", endpoint_url)
         self.bodies_opened = 0
+        self.unlisted: list = []  # every key of a listing is an object: nothing to leave out
 
     def __str__(self) -> str:
         return self.url
@@ -427,9 +445,9 @@ class S3Source:
     def list(self) -> Iterator[SourceObject]:
         base = f"{self.prefix}/" if self.prefix else ""
         for item in self.store.list_objects(base):
-            key = item["Key"][len(base) :]
-            if key and not key.endswith("/"):
-                yield SourceObject(key, int(item["Size"]), str(item["ETag"]).strip('"'))
+            key = item["Key"]
+            if key != base and not key.endswith("/"):
+                yield SourceObject(f"s3://{self.bucket}/{key}", int(item["Size"]), str(item["ETag"]).strip('"'))
 
     def open(self, obj: SourceObject) -> BinaryIO:
         self.bodies_opened += 1
@@ -443,13 +461,14 @@ class _ResumingBody(io.RawIOBase):
     def __init__(self, store: S3Store, obj: SourceObject) -> None:
         self.store, self.obj, self.pos = store, obj, 0
         self._body: Any = None
-        self.url = f"s3://{store.bucket}/{store.key(obj.key)}"
+        self.url = obj.key
+        self.bucket_key = obj.key[len(f"s3://{store.bucket}/") :]
 
     def readable(self) -> bool:
         return True
 
     def _open(self) -> Any:
-        kwargs: dict[str, Any] = {"Bucket": self.store.bucket, "Key": self.store.key(self.obj.key)}
+        kwargs: dict[str, Any] = {"Bucket": self.store.bucket, "Key": self.bucket_key}
         if self.obj.etag:
             kwargs["IfMatch"] = self.obj.etag
         if self.pos:

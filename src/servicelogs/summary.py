@@ -50,10 +50,17 @@ class RunSummary:
     failed: list[ObjectProblem] = field(default_factory=list)
     rewritten: list[ObjectProblem] = field(default_factory=list)
     error: str = ""  # why the run stopped early (a store operation that kept failing), else empty
+    unlisted: list[ObjectProblem] = field(default_factory=list)
+    """Source entries the listing could not take (an unreadable folder, a dangling or outside link, an entry
+    removed while listed, a name that is not UTF-8): not converted, named here; the run is not ok."""
+    batches_failed: list[ObjectProblem] = field(default_factory=list)
+    """Batches whose worker process died (key: the batch id): the next run redoes them."""
+    identities_migrated: int = 0
+    """Objects a lake of servicelogs 0.1 named relative to its source, renamed to their full location."""
 
     @property
     def ok(self) -> bool:
-        return self.objects_failed == 0 and not self.error
+        return self.objects_failed == 0 and not self.error and not self.unlisted and not self.batches_failed
 
     @property
     def mb_per_second(self) -> float:
@@ -89,6 +96,8 @@ class RunSummary:
         if len(self.skipped) > 20:
             lines.append(f"  skipped: … and {len(self.skipped) - 20} more (see the JSON summary)")
         lines += [f"  FAILED:  {p.key}: {p.reason}" for p in self.failed]
+        lines += [f"  UNLISTED: {p.key}: {p.reason}" for p in self.unlisted]
+        lines += [f"  FAILED batch {p.key}: {p.reason}" for p in self.batches_failed]
         lines += [f"  REWRITTEN (not converted again): {p.key}: {p.reason}" for p in self.rewritten]
         if self.batches_lost:
             lines.append(f"  CONCURRENT: {self.batches_lost} batches were committed by another run first")

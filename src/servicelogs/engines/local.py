@@ -11,24 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import multiprocessing
 import os
 import queue
+import re
 import resource
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from servicelogs.errors import ServiceLogsError, UsageError
+from servicelogs.errors import ConflictError, ServiceLogsError, UsageError
 from servicelogs.ledger import Ledger, State
 from servicelogs.sources import Source, SourceObject, delivery_date
 from servicelogs.spec import LogFormat
-from servicelogs.storage import Store, open_store
+from servicelogs.storage import LocalStore, Store, open_store
 from servicelogs.summary import ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
@@ -122,26 +125,93 @@ def run(
         raise UsageError(f"on_rewrite must be one of {', '.join(REWRITE_POLICIES)}, not {on_rewrite!r}")
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     store = target if not isinstance(target, (str, Path)) else open_store(target)
-    layout = Layout(table_name or fmt.name)
+    layout = Layout(check_table_name(table_name or fmt.name))
+    check_locations(source, store)
+    claim_table(store, layout, fmt.name)
     ledger = Ledger(store, layout.state)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     summary = RunSummary(run_id, fmt.name, str(source), store.url)
     tuning = (batch_bytes, batch_objects)
 
-    with store.lease(run_id, ledger.runs):
-        try:
-            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
-        except ServiceLogsError as e:
-            # Recorded for `servicelogs status`, best effort: the store may be what failed.
-            summary.error = str(e)
-            with contextlib.suppress(ServiceLogsError):
-                store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-            raise
-        summary.seconds = time.perf_counter() - started
-        summary.cpu_seconds = _cpu_seconds() - cpu_started
-        store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-    store.end_lease(run_id, ledger.runs)
+    try:
+        with store.lease(run_id, ledger.runs):
+            try:
+                _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+            except ServiceLogsError as e:
+                # Recorded for `servicelogs status`, best effort: the store may be what failed.
+                summary.error = str(e)
+                with contextlib.suppress(ServiceLogsError):
+                    store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+                raise
+            summary.seconds = time.perf_counter() - started
+            summary.cpu_seconds = _cpu_seconds() - cpu_started
+            store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+    finally:
+        store.end_lease(run_id, ledger.runs)  # a failed run leaves no lock file either
     return summary
+
+
+# -- locations, checked before anything is written ---------------------------------------------------
+
+TABLE_NAME = re.compile(r"[a-z0-9_]{1,247}")  # Glue/Athena names; 247 leaves room for "_rejects" in 255
+
+
+def check_table_name(name: str) -> str:
+    if not TABLE_NAME.fullmatch(name):
+        raise UsageError(
+            f"table name {name!r}: use lower-case letters, digits and _ only (a Glue/Athena table name), "
+            "at most 247 characters"
+        )
+    return name
+
+
+def location(place: Source | Store) -> str:
+    """Where a source or a target is, as one string: a resolved absolute path, or s3://bucket/prefix."""
+    if isinstance(place, LocalStore):
+        return place.root.resolve().as_posix()
+    return str(place) if not hasattr(place, "url") else str(place.url)
+
+
+def _within(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def check_locations(source: Source, store: Store) -> None:
+    """Refuse a target that is a file, or a source and a target inside one another: every later run would
+    list the lake as input, or convert into the folder it reads."""
+    if isinstance(store, LocalStore) and store.root.exists() and not store.root.is_dir():
+        raise UsageError(f"target {store.url!r} is a file, not a folder")
+    src, dst = location(source), location(store)
+    if _within(dst, src):
+        raise UsageError(f"target {dst} is inside the source {src}: put the tables outside the logs")
+    if _within(src, dst):
+        raise UsageError(f"source {src} is inside the target {dst}: put the tables outside the logs")
+
+
+def claim_table(store: Store, layout: Layout, format_name: str) -> None:
+    """A table holds one format: the first run records it in `table.json` (created only if absent), later
+    runs of another format are refused. A lake of servicelogs 0.1 has no such file: its runs say."""
+    key = f"{layout.state}/table.json"
+    data = store.get(key)
+    if data is None:
+        held = _format_of_runs(store, layout) or format_name
+        if store.put_if_absent(key, json.dumps({"format": held}).encode()):
+            data = json.dumps({"format": held}).encode()
+        else:
+            data = store.get(key) or b"{}"
+    held = json.loads(data).get("format")
+    if held != format_name:
+        raise UsageError(
+            f"table {layout.table!r} under {store.url} holds {held} logs, not {format_name}: "
+            f"choose another --table (such as {format_name})"
+        )
+
+
+def _format_of_runs(store: Store, layout: Layout) -> str | None:
+    for key, _ in store.list(f"{layout.state}/runs"):
+        if key.endswith(".json") and (data := store.get(key)):
+            return str(json.loads(data).get("format") or "") or None
+    return None
 
 
 def _run(
@@ -162,13 +232,21 @@ def _run(
     state = ledger.load()
     summary.commits_repaired = ledger.publish_pending(state)
     summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
+    summary.identities_migrated = migrate_identities(ledger, state, run_id)
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
     batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning))
     tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
+    for result in _execute(tasks, workers or os.cpu_count() or 1, progress, summary):
         _add(summary, result)
     summary.objects_failed = len(summary.failed)
     ledger.catch_up(state)
+    if summary.batches_failed:
+        # A worker that died may have committed its batch without publishing it: publish every commit
+        # this run made (idempotent) before the checkpoint says they are published.
+        ledger.publish_pending(state)
+        for problem in summary.batches_failed:
+            if problem.key in state.batches:
+                problem.reason += "; it had committed its batch (its rows are in the table, not in these counts)"
     ledger.checkpoint(state, run_id)
     store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
     store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
@@ -211,6 +289,7 @@ def _new_objects(
             if on_rewrite == "report":
                 continue
         new.append((obj, tuple(sorted(groups.items()))))
+    summary.unlisted = list(source.unlisted)
     summary.objects_skipped = len(summary.skipped)
     summary.objects_new = len(new)
     return new
@@ -223,8 +302,9 @@ def _resume_intents(ledger: Ledger, state: State, new: list[Item], summary: RunS
     resumed: list[tuple[Item, ...]] = []
     taken: set[int] = set()
     for bid, sources in ledger.intents():
-        if bid in state.batches or any(state.is_done(o) for o in sources):
-            # Stale: committed, or overtaken. Intents only steer the redo; dropping one is always safe.
+        if bid in state.batches or any(state.is_done(o) or not _is_full(o.key) for o in sources):
+            # Stale: committed, overtaken, or of servicelogs 0.1 (relative keys). Intents only steer the
+            # redo; dropping one is always safe.
             ledger.store.delete(ledger.intent_key(bid))
             continue
         idx = [by_key.get(o.key) for o in sources]
@@ -248,6 +328,64 @@ def clean_abandoned(store: Store, ledger: Ledger, own_run: str) -> tuple[int, in
     if clean_temp:
         clean_temp(ledger.prefix)
     return len(dead), aborted
+
+
+# -- identities of servicelogs 0.1 ----------------------------------------------------------------------
+
+MIGRATION_BATCH = "identities-full-locations"
+"""The commit that renames a 0.1 lake's objects, named relative to each run's source, to full locations."""
+
+
+def _is_full(key: str) -> bool:
+    return key.startswith(("/", "s3://"))
+
+
+def migrate_identities(ledger: Ledger, state: State, run_id: str) -> int:
+    """Servicelogs 0.1 named an object relative to the source a run was given: the same object converted
+    through a sub-prefix and its parent had two names. Rename those of this table to their full location,
+    taking each commit's root from its run's summary, in one commit (a conditional write: of concurrent runs
+    one does it). The relative names stay in the ledger, inert: no listing yields them any more."""
+    if MIGRATION_BATCH in state.batches or all(_is_full(k) for k in state.done):
+        return 0
+    sources: dict[str, str] = {}
+    for key, _ in ledger.store.list(ledger.runs):
+        if key.endswith(".json") and (data := ledger.store.get(key)):
+            run = json.loads(data)
+            if run.get("run_id") != run_id and run.get("source"):
+                sources[run["run_id"]] = run["source"]
+    known = set(sources.values())
+    full: dict[str, SourceObject] = {}
+    for commit in ledger.commits():
+        relative = [o for o in commit.sources if not _is_full(o.key)]
+        if not relative:
+            continue
+        given = sources.get(commit.run_id) or (next(iter(known)) if len(known) == 1 else "")
+        if not given:
+            raise UsageError(
+                f"the ledger of {ledger.prefix} names objects relative to a source that no run summary records "
+                f"(commit {commit.seq}, run {commit.run_id}): convert into a new --table or target"
+            )
+        root = _old_root(given, ledger.prefix)
+        for obj in relative:  # a later commit wins, as in State.apply
+            full[f"{root}/{obj.key}"] = SourceObject(f"{root}/{obj.key}", obj.size, obj.etag)
+    try:
+        ledger.commit(state, MIGRATION_BATCH, run_id, tuple(sorted(full.values())), [])
+    except ConflictError:  # a concurrent run did it first
+        return 0
+    return len(full)
+
+
+def _old_root(given: str, table: str) -> str:
+    """The full location of a source as a 0.1 run recorded it (a relative folder is taken from here)."""
+    if given.startswith("s3://"):
+        return given.rstrip("/")
+    path = Path(given)
+    if not path.is_absolute() and not path.is_dir():
+        raise UsageError(
+            f"the ledger of {table} names objects relative to the folder {given!r}, which is not under "
+            f"{Path.cwd()}: run once from the folder it was converted from, so that they can be renamed"
+        )
+    return path.resolve().as_posix()
 
 
 def _add(summary: RunSummary, result: BatchResult) -> None:
@@ -315,7 +453,9 @@ def convert_batch(task: BatchTask) -> BatchResult:
     return batch.convert_batch(task)
 
 
-def _execute(tasks: list[BatchTask], workers: int, progress: Progress | None) -> Iterator[BatchResult]:
+def _execute(
+    tasks: list[BatchTask], workers: int, progress: Progress | None, summary: RunSummary
+) -> Iterator[BatchResult]:
     if workers <= 1 or len(tasks) <= 1:
         from servicelogs.engines import batch
 
@@ -325,14 +465,50 @@ def _execute(tasks: list[BatchTask], workers: int, progress: Progress | None) ->
         return
     ctx = multiprocessing.get_context("spawn")
     q: multiprocessing.Queue = ctx.Queue()
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
-        pending: set[Future[BatchResult]] = {pool.submit(convert_batch, t) for t in tasks}
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
+    clean = False
+    try:
+        futures: dict[Future[BatchResult], BatchTask] = {pool.submit(convert_batch, t): t for t in tasks}
+        pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(q, progress)
             for fut in done:
-                yield fut.result()
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    summary.batches_failed.append(_lost(futures[fut]))
         _drain(q, progress)
+        clean = not summary.batches_failed
+    finally:
+        _stop(pool, clean)
+
+
+def _lost(task: BatchTask) -> ObjectProblem:
+    """A batch whose worker process died (killed, out of memory): its intent, if written, is resumed by
+    the next run; otherwise its objects are simply new to it."""
+    first = task.objects[0][0].key
+    return ObjectProblem(
+        batch_id(task.objects),
+        f"a worker process died before it finished this batch ({len(task.objects)} objects from {first}); "
+        "the next run redoes it",
+    )
+
+
+def _stop(pool: ProcessPoolExecutor, clean: bool) -> None:
+    """Shut the pool down. After a worker died (or an error), do not wait: a broken pool's shutdown can
+    wait forever on a worker that will never answer; kill what is left, whose batches the next run redoes."""
+    if clean:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=10)
 
 
 def _drain(q: multiprocessing.Queue, progress: Progress | None) -> None:
