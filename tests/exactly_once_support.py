@@ -75,8 +75,17 @@ class Verdict:
         )
 
 
-def output_lines(target: Path, table: str = "alb") -> tuple[Counter[tuple[str, int]], int, int]:
-    """(source_key, line_number) of every row and reject, as DuckDB's `**/*.parquet` glob sees them."""
+def full_location(root: Path | str) -> str:
+    """A source's location as `source_key` starts with it: the resolved path, or the s3:// URL."""
+    return root.resolve().as_posix() if isinstance(root, Path) else root.rstrip("/")
+
+
+def output_lines(
+    target: Path, table: str = "alb", root: Path | str = ""
+) -> tuple[Counter[tuple[str, int]], int, int]:
+    """(source_key, line_number) of every row and reject, as DuckDB's `**/*.parquet` glob sees them; with
+    `root` (the source), keys under it are given relative to it, as `source_objects` names them."""
+    base = full_location(root) + "/" if root else ""
     con = duckdb.connect()
     seen: Counter[tuple[str, int]] = Counter()
     counts = []
@@ -85,13 +94,13 @@ def output_lines(target: Path, table: str = "alb") -> tuple[Counter[tuple[str, i
             counts.append(0)
             continue
         got = con.sql(f"SELECT source_key, line_number FROM read_parquet('{folder}/**/*.parquet')").fetchall()
-        seen.update((k, int(n)) for k, n in got)
+        seen.update((k[len(base) :] if base and k.startswith(base) else k, int(n)) for k, n in got)
         counts.append(len(got))
     return seen, counts[0], counts[1]
 
 
-def oracle(expected: Counter[tuple[str, int]], target: Path, table: str = "alb") -> Verdict:
-    seen, rows, rejects = output_lines(target, table)
+def oracle(expected: Counter[tuple[str, int]], target: Path, table: str = "alb", root: Path | str = "") -> Verdict:
+    seen, rows, rejects = output_lines(target, table, root)
     return Verdict(
         duplicates=sorted(k for k, n in seen.items() if n > 1),
         missing=sorted(k for k in expected if k not in seen),

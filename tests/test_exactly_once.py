@@ -46,7 +46,7 @@ def cli_args(src: Path, lake: Path, *extra: str) -> list[str]:
 
 
 def assert_clean(lake: Path, objects: dict[str, bytes]) -> None:
-    verdict = oracle(expected_lines(objects), lake)
+    verdict = oracle(expected_lines(objects), lake, root=lake.parent / "src")  # every test's source is there
     assert verdict.ok, str(verdict)
     assert visible_junk(lake) == []
     state = lake / "_servicelogs" / "alb"
@@ -55,7 +55,8 @@ def assert_clean(lake: Path, objects: dict[str, bytes]) -> None:
     assert [p for p in state.rglob(".*")] == [], "temporary files left behind"
     ledger = Ledger(LocalStore(lake), "_servicelogs/alb")
     committed = [o.key for c in ledger.commits() for o in c.sources]
-    assert sorted(committed) == sorted(objects), "each source committed exactly once"
+    root = (lake.parent / "src").resolve()
+    assert sorted(committed) == sorted(f"{root}/{k}" for k in objects), "each source committed exactly once"
 
 
 def test_first_run_converts_typed_rows_and_second_run_reads_no_object(corpus, monkeypatch) -> None:
@@ -68,7 +69,7 @@ def test_first_run_converts_typed_rows_and_second_run_reads_no_object(corpus, mo
     row = duckdb.sql(
         f"SELECT time, client_port, elb_status_code, sent_bytes, request_processing_time, region, source_key "
         f"FROM read_parquet('{lake}/alb/**/*.parquet', hive_partitioning = true) "
-        f"WHERE source_key = '{alb_key('eu-west-1', 1, 0)}' AND line_number = 1"
+        f"WHERE source_key = '{src.resolve() / alb_key('eu-west-1', 1, 0)}' AND line_number = 1"
     ).fetchall()[0]
     assert row[0].astimezone(timezone.utc) == datetime(2023, 4, 26, 12, 22, 55, 463821, tzinfo=timezone.utc)
     assert (row[1], row[2], row[3], row[4], row[5]) == (44740, 200, 366, 0.0, "eu-west-1")
@@ -142,7 +143,7 @@ def test_random_kills_until_done(tmp_path: Path) -> None:
         kills += done.killed
         if not done.killed:
             assert done.code == 0, done.output
-            verdict = oracle(expected_lines(objects), lake)
+            verdict = oracle(expected_lines(objects), lake, root=src)
             assert not verdict.duplicates, str(verdict)
             if not verdict.missing:
                 shutil.rmtree(lake)  # finished before the kill: start over to keep killing mid-run
@@ -175,24 +176,24 @@ def test_oracle_catches_broken_variants(tmp_path: Path, monkeypatch) -> None:
     write_local(src, objects)
     servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
     expected = expected_lines(objects)
-    assert oracle(expected, lake).ok
+    assert oracle(expected, lake, root=src).ok
 
     part = next((lake / "alb").rglob("*.parquet"))
     shutil.copy(part, part.with_name("part-copy.parquet"))
-    assert oracle(expected, lake).duplicates
+    assert oracle(expected, lake, root=src).duplicates
     part.with_name("part-copy.parquet").unlink()
     saved = part.read_bytes()
     part.unlink()
-    assert oracle(expected, lake).missing
+    assert oracle(expected, lake, root=src).missing
     part.write_bytes(saved)
-    assert oracle(expected, lake).ok
+    assert oracle(expected, lake, root=src).ok
 
     # At-least-once (what a lost Glue bookmark gives): the state is lost and file names are random.
     real = local.batch_id
     monkeypatch.setattr(local, "batch_id", lambda objs: real(objs) + os.urandom(3).hex())
     shutil.rmtree(lake / "_servicelogs")
     servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
-    assert len(oracle(expected, lake).duplicates) == sum(expected.values())
+    assert len(oracle(expected, lake, root=src).duplicates) == sum(expected.values())
 
 
 def test_deterministic_names_make_a_replay_overwrite(tmp_path: Path) -> None:
@@ -204,7 +205,7 @@ def test_deterministic_names_make_a_replay_overwrite(tmp_path: Path) -> None:
     shutil.rmtree(lake / "_servicelogs")  # the ledger is lost: the replay writes the same names
     servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
     assert sorted(p.relative_to(lake) for p in lake.rglob("part-*.parquet")) == names
-    assert oracle(expected_lines(objects), lake).ok
+    assert oracle(expected_lines(objects), lake, root=src).ok
 
 
 def test_backfill_window_then_the_rest_then_late_objects(corpus) -> None:
@@ -212,7 +213,7 @@ def test_backfill_window_then_the_rest_then_late_objects(corpus) -> None:
     window = servicelogs.convert("alb", src, lake, workers=1, since=date(2024, 5, 2), until=date(2024, 5, 3))
     in_window = {k for k in objects if "/2024/05/02/" in k or "/2024/05/03/" in k}
     assert window.objects_new == len(in_window) == 4 and window.objects_outside_window == 4
-    assert {k for k, _ in oracle(expected_lines(objects), lake).missing} == set(objects) - in_window
+    assert {k for k, _ in oracle(expected_lines(objects), lake, root=src).missing} == set(objects) - in_window
 
     rest = servicelogs.convert("alb", src, lake, workers=1)
     assert (rest.objects_done_before, rest.objects_new) == (4, 4)
@@ -232,12 +233,12 @@ def test_rewritten_key_is_reported_not_counted_twice(corpus) -> None:
     (src / key).write_bytes(objects[key] + objects[key])  # same key, new content
     os.utime(src / key, ns=(time.time_ns(), time.time_ns()))
     second = servicelogs.convert("alb", src, lake, workers=1)
-    assert [p.key for p in second.rewritten] == [key] and "rewritten since it was converted" in second.text()
+    assert [p.key for p in second.rewritten] == [(src / key).resolve().as_posix()] and "rewritten since it was converted" in second.text()
     assert second.objects_new == 0
     assert_clean(lake, objects)  # the old content's lines, once each
     third = servicelogs.convert("alb", src, lake, workers=1, on_rewrite="convert")
     assert third.objects_new == 1
-    seen = oracle(expected_lines({**objects, key: objects[key] + objects[key]}), lake)
+    seen = oracle(expected_lines({**objects, key: objects[key] + objects[key]}), lake, root=src)
     assert not seen.missing and not seen.unexpected
     assert {k for k, _ in seen.duplicates} == {key}  # both versions' lines, as the policy says
 
