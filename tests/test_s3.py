@@ -93,6 +93,13 @@ class World:
             committed = [o.key for c in Ledger(store, "_servicelogs/alb").commits() for o in c.sources]
             assert sorted(committed) == sorted(f"{self.source}/{k}" for k in self.objects)
 
+    def ledger(self) -> Ledger:
+        from servicelogs.storage import open_store
+
+        store = open_store(self.target)
+        store.s3.endpoint_url = self.proxy.url  # type: ignore[attr-defined]
+        return Ledger(store, "_servicelogs/alb")
+
     def env(self, **extra: str) -> dict[str, str]:
         return {**ENV, **extra}
 
@@ -259,3 +266,80 @@ def test_import_servicelogs_does_not_import_boto3() -> None:
     code = "import sys, servicelogs, servicelogs.cli, servicelogs.ledger; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- issue 10, items 4-6 on S3 ----------------------------------------------------------------------------
+
+DAY_ONE = "AWSLogs/123456789012/elasticloadbalancing/eu-west-1/2024/05/01"
+
+
+def test_s3_sub_prefix_then_parent_converts_each_object_once(world: World) -> None:
+    day = servicelogs.convert("alb", f"{world.source}/{DAY_ONE}", world.target, workers=1, endpoint_url=world.proxy.url)
+    assert day.objects_new == 2 and day.ok, day.text()
+    whole = world.convert()
+    assert (whole.objects_done_before, whole.objects_new) == (2, 6), whole.text()
+    world.check()
+    committed = [o.key for c in world.ledger().commits() for o in c.sources]
+    assert f"s3://{world.src_bucket}/{SRC_PREFIX}/{sorted(k for k in world.objects if DAY_ONE in k)[0]}" in committed
+
+
+def test_s3_parent_then_sub_prefix_finds_nothing_new(world: World) -> None:
+    assert world.convert().objects_new == 8
+    day = servicelogs.convert(
+        "alb", f"{world.source}/{DAY_ONE}/", world.target, workers=1, endpoint_url=world.proxy.url
+    )
+    assert (day.objects_listed, day.objects_done_before, day.objects_new) == (2, 2, 0)
+    world.check()
+
+
+def test_s3_overlapping_prefixes_at_once_give_each_line_once(world: World) -> None:
+    runs = [
+        start_cli(
+            [
+                "convert",
+                "alb",
+                where,
+                world.target,
+                "--workers",
+                "1",
+                "--batch-objects",
+                "1",
+                "--endpoint-url",
+                world.proxy.url,
+            ],
+            world.env(),
+        )  # fmt: skip
+        for where in (world.source, f"{world.source}/{DAY_ONE}", f"{world.source}/AWSLogs")
+    ]
+    codes = [finish(*run).code for run in runs]
+    assert all(code in (0, 3) for code in codes), codes
+    world.check()
+
+
+def test_s3_target_inside_the_source_is_refused(world: World, capsys) -> None:
+    argv = ["convert", "alb", world.source, f"{world.source}/lake", "--endpoint-url", world.proxy.url]
+    from servicelogs.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is inside the source" in err[0]
+    assert keys(world.client, world.src_bucket, f"{SRC_PREFIX}/lake") == []
+
+
+def test_s3_runs_clean_the_temp_folders_of_dead_runs(world: World) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from servicelogs.s3 import S3Store
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    leftover = Path(tempfile.gettempdir()) / f"servicelogs-{gone.pid}-x1y2z3"
+    (leftover / "table").mkdir(parents=True)
+    (leftover / "table" / "part-1.parquet").write_bytes(b"left by a killed run")
+    mine = S3Store("b").work_dir("staging")  # this live process's: kept
+    assert mine.name.startswith(f"servicelogs-{os.getpid()}-")
+    assert world.convert().ok
+    assert not leftover.exists() and mine.exists()
+    mine.rmdir()
