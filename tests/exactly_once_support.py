@@ -80,9 +80,7 @@ def full_location(root: Path | str) -> str:
     return root.resolve().as_posix() if isinstance(root, Path) else root.rstrip("/")
 
 
-def output_lines(
-    target: Path, table: str = "alb", root: Path | str = ""
-) -> tuple[Counter[tuple[str, int]], int, int]:
+def output_lines(target: Path, table: str = "alb", root: Path | str = "") -> tuple[Counter[tuple[str, int]], int, int]:
     """(source_key, line_number) of every row and reject, as DuckDB's `**/*.parquet` glob sees them; with
     `root` (the source), keys under it are given relative to it, as `source_objects` names them."""
     base = full_location(root) + "/" if root else ""

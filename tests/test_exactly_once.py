@@ -233,7 +233,8 @@ def test_rewritten_key_is_reported_not_counted_twice(corpus) -> None:
     (src / key).write_bytes(objects[key] + objects[key])  # same key, new content
     os.utime(src / key, ns=(time.time_ns(), time.time_ns()))
     second = servicelogs.convert("alb", src, lake, workers=1)
-    assert [p.key for p in second.rewritten] == [(src / key).resolve().as_posix()] and "rewritten since it was converted" in second.text()
+    assert [p.key for p in second.rewritten] == [(src / key).resolve().as_posix()]
+    assert "rewritten since it was converted" in second.text()
     assert second.objects_new == 0
     assert_clean(lake, objects)  # the old content's lines, once each
     third = servicelogs.convert("alb", src, lake, workers=1, on_rewrite="convert")

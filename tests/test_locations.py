@@ -24,7 +24,6 @@ from exactly_once_support import (
 import servicelogs
 from servicelogs import demo
 from servicelogs.cli import main
-from servicelogs.errors import UsageError
 from servicelogs.ledger import Ledger
 from servicelogs.sources import LocalSource
 from servicelogs.storage import LocalStore
@@ -72,7 +71,7 @@ def test_parent_then_sub_prefix_finds_nothing_new(corpus) -> None:
 
 
 def test_the_same_folder_through_a_symlinked_path_is_the_same_objects(corpus, tmp_path: Path) -> None:
-    src, lake, objects = corpus
+    src, lake, _ = corpus
     (tmp_path / "alias").symlink_to(src)
     servicelogs.convert("alb", tmp_path / "alias", lake, workers=1)
     again = servicelogs.convert("alb", src, lake, workers=1)
@@ -246,7 +245,7 @@ def test_listing_faults_are_named_and_fail_the_run(corpus, tmp_path: Path, capsy
 
 
 def test_a_file_removed_while_listed_fails_alone(corpus, monkeypatch) -> None:
-    src, lake, objects = corpus
+    src, lake, _ = corpus
     walk = os.walk
 
     def walk_seeing_a_ghost(top, **kw):  # type: ignore[no-untyped-def]

@@ -293,22 +293,12 @@ def test_s3_parent_then_sub_prefix_finds_nothing_new(world: World) -> None:
 
 
 def test_s3_overlapping_prefixes_at_once_give_each_line_once(world: World) -> None:
+    def argv(where: str) -> list[str]:
+        args = world.args("--batch-objects", "1")  # the last --batch-objects wins
+        return [*args[:2], where, *args[3:]]
+
     runs = [
-        start_cli(
-            [
-                "convert",
-                "alb",
-                where,
-                world.target,
-                "--workers",
-                "1",
-                "--batch-objects",
-                "1",
-                "--endpoint-url",
-                world.proxy.url,
-            ],
-            world.env(),
-        )  # fmt: skip
+        start_cli(argv(where), world.env())
         for where in (world.source, f"{world.source}/{DAY_ONE}", f"{world.source}/AWSLogs")
     ]
     codes = [finish(*run).code for run in runs]
