@@ -38,6 +38,7 @@ from servicelogs import crash
 from servicelogs.errors import SourceError, StorageError, UsageError
 from servicelogs.sources import SourceObject
 from servicelogs.storage import _alive
+from servicelogs.summary import ObjectProblem
 
 T = TypeVar("T")
 
@@ -437,7 +438,7 @@ class S3Source:
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.store = S3Store(self.bucket, "", endpoint_url)
         self.bodies_opened = 0
-        self.unlisted: list = []  # every key of a listing is an object: nothing to leave out
+        self.unlisted: list[ObjectProblem] = []  # every key of a listing is an object: nothing to leave out
 
     def __str__(self) -> str:
         return self.url
