@@ -169,7 +169,7 @@ def location(place: Source | Store) -> str:
     """Where a source or a target is, as one string: a resolved absolute path, or s3://bucket/prefix."""
     if isinstance(place, LocalStore):
         return place.root.resolve().as_posix()
-    return str(place) if not hasattr(place, "url") else str(place.url)
+    return str(getattr(place, "url", None) or place)  # an S3 source or store: its normalised URL
 
 
 def _within(inner: str, outer: str) -> bool:
