@@ -390,7 +390,7 @@ class DelimitedParser(LineBlockParser):
         g = self.grammar
         if n < g.min_tokens:
             return (
-                f"{g.fields_in(n)} fields; a {self.fmt.name} line has at least {g.fields_in(g.min_tokens)} "
+                f"{g.fields_in(n)} fields; a line of {self.fmt.title} has at least {g.fields_in(g.min_tokens)} "
                 f"(an unbalanced quote or a truncated line?)"
             )
         return None

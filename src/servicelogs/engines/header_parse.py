@@ -190,7 +190,7 @@ class _RunParser(DelimitedParser):
         if self.header_width is not None and n < self.header_width:
             return f"{n} fields; the object's header names {self.header_width}"
         if self.header_width is None and n < self.grammar.min_tokens:
-            return f"{n} fields; a {self.fmt.name} line without a header has at least {self.grammar.min_tokens}"
+            return f"{n} fields; a line of {self.fmt.title} without a header has at least {self.grammar.min_tokens}"
         return None
 
     def _typed_empty(self) -> pa.Table:
