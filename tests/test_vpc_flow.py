@@ -485,3 +485,32 @@ def test_header_with_stray_spaces_is_still_a_header(convert):
     out = convert("vpc_flow", {KEY: header.replace(" ", "  ", 3) + " \r\n" + rest})
     assert (out.summary.rows, out.summary.rejects, out.summary.header_lines) == (2, 0, 1)
     assert one(out.rows, 2)["pkt_src_aws_service"] == "S3"
+
+
+def test_epoch_milliseconds_are_typed_and_out_of_range_values_are_rejects(convert):
+    """Issue 11: a SKIPDATA record with epoch milliseconds crashed the whole run (OverflowError in the partition
+    path) and wrote nothing. Milliseconds are typed as such; values no reader holds are rejects naming the field."""
+    ms = "2 123456789010 eni-4b118871 - - - - - - - 1512564058000 1512564059000 - SKIPDATA"
+    seconds = "2 123456789010 eni-4b118871 - - - - - - - 1512564058 1512564059 - SKIPDATA"
+    too_far = "2 123456789010 eni-4b118871 - - - - - - - 99999999999999999 1512564059 - SKIPDATA"
+    port = "2 123456789010 eni-4b118871 - - 99999999999 - - - - 1512564058 1512564059 - SKIPDATA"
+    out = convert("vpc_flow", {KEY: "\n".join([ms, seconds, too_far, port]) + "\n"})
+    assert (out.summary.rows, out.summary.rejects, out.summary.objects_failed) == (2, 2, 0)
+    assert [(r["line_number"], r["start"], r["end"], r["day"]) for r in out.rows] == [
+        (
+            1,
+            datetime(2017, 12, 6, 12, 40, 58, tzinfo=timezone.utc),
+            datetime(2017, 12, 6, 12, 40, 59, tzinfo=timezone.utc),
+            "06",
+        ),
+        (
+            2,
+            datetime(2017, 12, 6, 12, 40, 58, tzinfo=timezone.utc),
+            datetime(2017, 12, 6, 12, 40, 59, tzinfo=timezone.utc),
+            "06",
+        ),
+    ]
+    assert [(r["line_number"], r["reason"]) for r in out.rejects] == [
+        (3, "field 'start': '99999999999999999' is not a date and time of the years 1 to 9999"),
+        (4, "field 'srcport': '99999999999' is outside the 32-bit integer range"),
+    ]

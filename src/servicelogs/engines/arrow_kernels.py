@@ -166,7 +166,9 @@ def _convert_in_range(values: pa.Array, f: Field, target: pa.DataType, bad: dict
         return _epoch(_outside_rejected(numbers, ok, f, values, bad))
     out = values if values.type == target else _convert(values, f, target)
     if f.type == TIMESTAMP:
-        ok = pc.and_(pc.greater_equal(out, pa.scalar(MIN_TIME, target)), pc.less_equal(out, pa.scalar(MAX_TIME, target)))
+        ok = pc.and_(
+            pc.greater_equal(out, pa.scalar(MIN_TIME, target)), pc.less_equal(out, pa.scalar(MAX_TIME, target))
+        )
     elif f.type == DOUBLE:
         ok = pc.is_finite(out)
     else:
