@@ -398,7 +398,11 @@ def test_a_1mb_line(convert):
     assert [r["line_number"] for r in out.rows] == [1, 2, 4]
     assert len(out.rows[1]["request_url"]) == len("https://example.com:443/") + (1 << 20)
     assert [(r["line_number"], r["reason"]) for r in out.rejects] == [
-        (3, "1 fields; a line of Application Load Balancer access logs has at least 18 (an unbalanced quote or a truncated line?)")
+        (
+            3,
+            "1 fields; a line of Application Load Balancer access logs has at least 18 "
+            "(an unbalanced quote or a truncated line?)",
+        )
     ]
 
 
