@@ -22,9 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from servicelogs import sources
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
 from servicelogs.render.arrow import arrow_type
-from servicelogs.sources import line_blocks
+from servicelogs.sources import LongLine, line_blocks
 from servicelogs.spec import Delimited, LogFormat
 
 WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts tell its usual width
@@ -104,9 +105,20 @@ class LineBlockParser:
     def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
         next_line = 1
         for block in line_blocks(stream, key):
-            parsed = self.parse_block(block, next_line)
+            parsed = (
+                self.long_line(block, next_line) if isinstance(block, LongLine) else self.parse_block(block, next_line)
+            )
             next_line += parsed.lines
             yield parsed
+
+    def long_line(self, line: LongLine, number: int) -> Parsed:
+        """A line over the length limit: a reject keeping its first bytes, never parsed."""
+        reason = (
+            f"a line of {line.length} bytes, longer than the limit of {sources.MAX_LINE_BYTES} "
+            f"(SERVICELOGS_MAX_LINE_BYTES); its first {len(line.head)} bytes are kept"
+        )
+        raw = line.head.decode("utf-8", "backslashreplace")
+        return Parsed(rows_schema(self.fmt).empty_table(), 1, line.length, [number], [raw], [reason])
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
         """Parse a block of whole lines; `first_line` is the 1-based number of its first line."""
@@ -423,9 +435,7 @@ class DelimitedParser(LineBlockParser):
         return declared, extras, numbers
 
     def _typed_empty(self) -> pa.Table:
-        fields = [pa.field(f.name, arrow_type(f.type)) for f in self.fmt.fields]
-        fields += [pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())]
-        return pa.schema(fields).empty_table()
+        return rows_schema(self.fmt).empty_table()
 
     def _typed(
         self, token_columns: list[pa.Array], extras: pa.Array, numbers: np.ndarray
@@ -451,6 +461,12 @@ class DelimitedParser(LineBlockParser):
             keep[list(bad)] = False
             table = table.filter(pa.array(keep))
         return table, bad
+
+
+def rows_schema(fmt: LogFormat) -> pa.Schema:
+    """The columns a parser yields: the format's fields, extra_fields, line_number."""
+    fields = [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
+    return pa.schema([*fields, pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())])
 
 
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from servicelogs import formats
+from servicelogs import formats, sources
 from servicelogs.engines import json_split
 from servicelogs.engines.arrow_parse import Opener, Parsed, T
 from servicelogs.engines.json_split import Pieces, RecordSplitter
@@ -137,17 +137,26 @@ class JsonRecordsParser:
                 self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), pieces.reason)
             return out
         valued_members = pieces.valued_members
+        too_long = np.diff(pieces.offsets) > sources.MAX_RECORD_BYTES
         try:
             raw.validate(full=True)
-        except pa.ArrowInvalid:  # invalid UTF-8 somewhere: find which records, reject them, go on
+            valid = True
+        except pa.ArrowInvalid:
+            valid = False
+        if not valid or too_long.any():  # find which records, reject them, go on with the rest
             valued_members = None
-            good = np.ones(n, dtype=bool)
-            for i in range(n):
+            good = ~too_long
+            for i in np.flatnonzero(too_long):
+                head = _piece(pieces, int(i))[: json_split.HEAD_BYTES]
+                self._reject(
+                    out, int(numbers[i]), _decode(head), json_split.too_long(len(_piece(pieces, int(i))), len(head))
+                )
+            for i in np.flatnonzero(good) if not valid else ():
                 try:
-                    _piece(pieces, i).decode("utf-8")
+                    _piece(pieces, int(i)).decode("utf-8")
                 except UnicodeDecodeError as e:
                     good[i] = False
-                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), _utf8(e))
+                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, int(i))).strip(_TRIM), _utf8(e))
             raw = pa.array([_piece(pieces, i).decode() if good[i] else None for i in range(n)], pa.large_string())
             raw, numbers = raw.filter(pa.array(good)), numbers[good]
         texts = pc.utf8_trim(raw, _TRIM)
@@ -206,7 +215,12 @@ def _records(pieces: Pieces) -> pa.LargeStringArray:
 
 
 def _usual_candidate(pieces: Pieces) -> bool:
-    return not pieces.reason and pieces.valued_members is not None and pieces.count > 0
+    return (
+        not pieces.reason
+        and pieces.valued_members is not None
+        and pieces.count > 0
+        and int(np.diff(pieces.offsets).max()) <= sources.MAX_RECORD_BYTES
+    )
 
 
 def _texts_of(texts: pa.Array, numbers: np.ndarray, wanted: np.ndarray) -> list[str]:
