@@ -147,7 +147,10 @@ def test_v3_custom_order_with_tcp_flags(convert):
     assert [one(out.rows, n)["tcp_flags"] for n in (3, 6, 8)] == [18, 1, 3]
     # The doc's line 9 holds a double space: an empty token shifts the rest, and the shift is caught, not kept.
     (reject,) = out.rejects
-    assert (reject["line_number"], reject["reason"]) == (9, "field 'protocol': '52.213.180.42' is not an integer")
+    assert (reject["line_number"], reject["reason"]) == (
+        9,
+        "two spaces after field 11 (dstport): field 'protocol': '52.213.180.42' is not an integer",
+    )
 
 
 def test_v5_fields_in_a_non_default_order(convert):
@@ -414,7 +417,12 @@ def test_cloudwatch_exports_and_trailing_junk_real_lines(convert):
 EXPECTED = {  # file: (rows, rejects, header lines, reasons)
     DOC + "custom-nat-gateway.log": (6, 0, 1, set()),
     DOC + "custom-transit-gateway.log": (4, 0, 1, set()),
-    DOC + "custom-v3-tcp-flags.log": (7, 1, 1, {"field 'protocol': '52.213.180.42' is not an integer"}),
+    DOC + "custom-v3-tcp-flags.log": (
+        7,
+        1,
+        1,
+        {"two spaces after field 11 (dstport): field 'protocol': '52.213.180.42' is not an integer"},
+    ),
     DOC + "custom-v5-traffic-path.log": (2, 0, 1, set()),
     DOC + "default-v2.log": (7, 0, 0, set()),
     "coralogix-aws-shipper-vpcflow.log.gz": (2, 0, 1, set()),

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import BinaryIO, TypeVar
 
 import numpy as np
@@ -64,7 +64,42 @@ class LineTokenizer:
         self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)") if grammar.quote else None
         self._plain = re.compile(rf"[^{d}]*")
         self._delimiter = grammar.delimiter
+        self._quote = grammar.quote
         self._unescape = re.compile(r"\\(.)")
+        # A quoted token whatever follows it: to tell where a closing quote is glued to the next token.
+        self._quoted_anywhere = re.compile(rf"{q}(?:[^{q}\\]|\\.)*{q}") if grammar.quote else None
+        self._delimiter_word = {" ": "space", "\t": "tab"}.get(grammar.delimiter, repr(grammar.delimiter))
+
+    def shape_fault(self, line: str, names: list[tuple[int, str]]) -> str | None:
+        """Where the line's tokens are off, if they are: the first doubled delimiter ("two spaces after field 4
+        (remote_ip)") or quoted token glued to what follows it ("no space after the quoted field 19
+        (user_agent)"); None when the line is well formed as far as delimiters and quotes tell."""
+        d, word = self._delimiter, self._delimiter_word
+        pos, index = 0, 0
+
+        def field(i: int) -> str:
+            if i < len(names):
+                return f"field {names[i][0]} ({names[i][1]})"
+            return f"field {i + 1 - len(names) + (names[-1][0] if names else 0)}"
+
+        if line.startswith(d):
+            return f"a {word} before {field(0)}: the line starts with one"
+        while pos < len(line):
+            m = self._quoted_anywhere.match(line, pos) if self._quoted_anywhere else None
+            if m:
+                pos = m.end()
+                if pos < len(line) and not line.startswith(d, pos):
+                    return f"no {word} after the quoted {field(index)}"
+            else:
+                end = line.find(d, pos)
+                pos = len(line) if end < 0 else end
+            if pos >= len(line):
+                return None
+            pos += len(d)
+            if line.startswith(d, pos):
+                return f"two {word}s after {field(index)}"
+            index += 1
+        return None
 
     def tokens(self, line: str) -> list[str]:
         out: list[str] = []
@@ -352,7 +387,7 @@ class DelimitedParser(LineBlockParser):
                 raw = raw_line(number - first_line).decode("utf-8", "backslashreplace")
                 reject_lines.append(number)
                 reject_raw.append(raw)
-                reject_reasons.append(self.fmt.explain_foreign(raw) or reason)
+                reject_reasons.append(self.fmt.explain_foreign(raw) or self._located(raw, reason))
             extra_rows += table.num_rows - table.column("extra_fields").null_count
             typed_tables.append(table)
         rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]
@@ -395,7 +430,22 @@ class DelimitedParser(LineBlockParser):
         """Why a line of `n` pieces cannot be a row at all, judged from its shape alone; None if it may be one."""
         if not line.strip():
             return "empty line"
-        return self.fmt.explain_foreign(line) or self._too_few(n)
+        foreign = self.fmt.explain_foreign(line)
+        if foreign:
+            return foreign
+        too_few = self._too_few(n)
+        return self._located(line, too_few) if too_few else None
+
+    def _located(self, line: str, reason: str) -> str:
+        """The reason, led by where the line's shape is off, if it is: a doubled delimiter or a quote glued to
+        the next token shifts every field after it, and the value named in `reason` is only the symptom."""
+        fault = self.tokenizer.shape_fault(line, self._piece_names)
+        return f"{fault}: {reason}" if fault else reason
+
+    @cached_property
+    def _piece_names(self) -> list[tuple[int, str]]:
+        """Per piece position, the 1-based number and the name of its token, for messages."""
+        return [(i, t.name) for i, t in enumerate(self.grammar.tokens, 1) for _ in range(t.pieces)]
 
     def _too_few(self, n: int) -> str | None:
         """Why `n` pieces are too few for a row, if they are."""
