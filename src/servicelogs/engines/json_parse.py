@@ -27,7 +27,7 @@ from servicelogs.engines.json_split import Pieces, RecordSplitter
 from servicelogs.engines.json_types import duckdb_structure, typed
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Field, JsonRecords, LogFormat
-from servicelogs.types import STRING, ListOf, StructOf
+from servicelogs.types import JSON, STRING, ListOf, StructOf, Type
 
 _TRIM = " \t\r\n,"
 
@@ -201,7 +201,8 @@ class JsonRecordsParser:
     def _count_generations(self, out: JsonParsed) -> None:
         if self.grammar.version_key and out.rows.num_rows:
             for item in pc.value_counts(out.rows.column(self.plan.version_column)).to_pylist():
-                out.generations[str(item["values"])] += item["counts"]
+                version = item["values"]
+                out.generations[f"no {self.grammar.version_key}" if version is None else str(version)] += item["counts"]
 
     def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
         out.reject_lines.append(number)
@@ -318,6 +319,22 @@ class _Plan:
             "lambda k: CAST(json_object(k, json_extract(rec, '/' || replace(replace(k, '~', '~0'), '/', '~1'))) "
             "AS VARCHAR))"
         )
+        # A struct or list key whose value has members the declaration does not name, at any depth: the
+        # typed column drops them, so the whole value is kept in extra_fields too (unless a JSON column of
+        # the same key keeps it already).
+        nested = []
+        kept_whole = {k.key for k in grammar.keys if k.field.type == JSON}
+        for key, fs in by_key.items():
+            undeclared = [_undeclared(f"j[{_lit(key)}]", f.type) for f in fs]
+            conditions = [c for c in undeclared if c is not None]
+            if conditions and key not in kept_whole:
+                nested.append((key, " OR ".join(conditions)))
+        if nested:
+            whole = ", ".join(
+                f"CASE WHEN coalesce({cond}, false) THEN CAST(json_object({_lit(key)}, j[{_lit(key)}]) AS VARCHAR) END"
+                for key, cond in nested
+            )
+            extras = f"list_filter(list_concat({extras}, [{whole}]), lambda v: v IS NOT NULL)"
         # A record is parsed only if it is a JSON object; CASE evaluates its branch for those rows only.
         self.sql_checked = (
             f"SELECT * EXCLUDE (j, x), CASE WHEN len(x) > 0 THEN x END AS extra_fields, "
@@ -339,6 +356,7 @@ class _Plan:
         # a third of the time of the statement above. Whether the block is usual is told by the record
         # splitter's count of valued members, compared with the declared keys DuckDB found, and by `_fits`.
         fits += [f"j[{_lit(key)}] IS NULL" for key in skip_keys]
+        fits += [f"NOT coalesce({cond}, false)" for _, cond in nested]
         valued = " + ".join(f"(j[{_lit(key)}] IS NOT NULL)::INTEGER" for key in structure)
         self.sql_usual = (
             f"SELECT n AS line_number, NULL::VARCHAR AS _kind, {', '.join(fast_columns)}, "
@@ -407,6 +425,29 @@ class _Plan:
             names.append(name)
         reason = reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
         return pa.Table.from_arrays(arrays, names=names), reason
+
+
+def _undeclared(x: str, t: Type, depth: int = 0) -> str | None:
+    """SQL: whether the JSON value `x` has an object member `t` does not declare, at any depth; None when `t`
+    cannot drop anything (a scalar, JSON text)."""
+    if isinstance(t, StructOf):
+        names = "[" + ", ".join(_lit(name) for name, _ in t.members) + "]"
+        own = f"len(list_filter(json_keys({x}), lambda k: NOT list_contains({names}, k))) > 0"
+        inner = [
+            _undeclared(f"json_extract({x}, {_lit(_json_path(name))})", member, depth + 1) for name, member in t.members
+        ]
+        return " OR ".join([own, *(f"coalesce({c}, false)" for c in inner if c is not None)])
+    if isinstance(t, ListOf):
+        item = f"e{depth}"
+        inner = _undeclared(item, t.item, depth + 1)
+        if inner is None:
+            return None
+        return f"coalesce(list_bool_or(list_transform(json_extract({x}, '$[*]'), lambda {item}: {inner})), false)"
+    return None
+
+
+def _json_path(name: str) -> str:
+    return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:
