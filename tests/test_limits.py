@@ -154,3 +154,19 @@ def _rejects(tmp_path: Path, table: str) -> list[tuple[int, str, str]]:
         "ORDER BY line_number"
     )
     return rel.fetchall()
+
+
+@pytest.mark.parametrize("name", [n for n in formats.names() if n != "cloudtrail"])
+def test_a_line_over_a_small_limit_is_a_reject_in_every_line_format(convert, monkeypatch, name: str) -> None:
+    """The limit set on the module in this process (workers=1 converts here): a long line between two real ones,
+    and one inside a block of short lines, are rejects with their line numbers; the rest are rows."""
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1024)
+    fmt = formats.get(name)
+    good = fmt.examples[0].line
+    long = "x" * 5000
+    lines = [good, long, good, *([good] * 20), long + " " + long, good]
+    out = convert(name, {fmt.key_layouts[0].example: "\n".join(lines) + "\n"})
+    assert [r["line_number"] for r in out.rejects] == [2, 24]
+    assert [r["raw_line"] for r in out.rejects] == [long[: sources.LONG_LINE_HEAD], (long + " " + long)[:4096]]
+    assert out.rejects[0]["reason"].startswith("a line of 5000 bytes, longer than the limit of 1024")
+    assert out.summary.rows == len(lines) - 2 - out.summary.header_lines
