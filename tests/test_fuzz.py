@@ -243,10 +243,14 @@ def test_fuzzed_lines_are_rows_or_rejects(name: str) -> None:
     assert pool, f"no fixture lines for {name}"
     wrap_json = isinstance(formats.get(name).grammar, JsonRecords)
 
+    checked = [0, 0]  # objects, lines
+
     @FUZZ
     @given(obj=objects(pool), wrap=st.booleans() if wrap_json else st.just(False))
     def run(obj: tuple[list[bytes], list[bytes]], wrap: bool) -> None:
         header, lines = obj
         check_object(name, header, lines, wrap)
+        checked[0], checked[1] = checked[0] + 1, checked[1] + len(lines)
 
     run()
+    print(f"fuzz {name}: {checked[0]} objects, {checked[1]} mutated lines")  # shown with -s
