@@ -11,6 +11,7 @@ import duckdb
 import pytest
 from conftest import FIXTURES, SAMPLES
 
+from servicelogs import formats
 from servicelogs.cli import main
 
 ALB = FIXTURES / "alb"
@@ -400,7 +401,11 @@ def test_a_1mb_line(convert):
     assert [r["line_number"] for r in out.rows] == [1, 2, 4]
     assert len(out.rows[1]["request_url"]) == len("https://example.com:443/") + (1 << 20)
     assert [(r["line_number"], r["reason"]) for r in out.rejects] == [
-        (3, "1 fields; a alb line has at least 20 (an unbalanced quote or a truncated line?)")
+        (
+            3,
+            "1 fields; a line of Application Load Balancer access logs has at least 18 "
+            "(an unbalanced quote or a truncated line?)",
+        )
     ]
 
 
@@ -410,3 +415,22 @@ def test_unbalanced_quote_does_not_swallow_the_next_line(convert):
     assert [r["line_number"] for r in out.rows] == [1, 2, 3, 4]
     assert [r["user_agent"] for r in out.rows] == ["curl/7.46.0", '"curl/7.46.0', "curl/7.46.0", "curl/7.46.0"]
     assert [r["conn_trace_id"] for r in out.rows] == ["TID_1234abcd5678ef90"] * 4
+
+
+def test_the_18_field_launch_layout_before_sni(convert):
+    """Issue 11: ALB lines from the 2016 launch until SNI (late 2017) have no domain_name / chosen_cert_arn; they
+    were rejected as '18 fields'. A real 2017 line from another parser's tests."""
+    line = formats.get("alb").examples[-1].line
+    out = convert("alb", {key(): line + "\n" + GOOD})
+    assert (out.summary.rows, out.summary.rejects) == (2, 0)
+    assert out.summary.generations["18"] == 1
+    row = out.rows[0]
+    assert (row["client_ip"], row["client_port"], row["target_ip"], row["target_port"]) == (
+        "111.222.10.240",
+        57965,
+        "192.168.131.118",
+        80,
+    )
+    assert (row["elb_status_code"], row["received_bytes"], row["sent_bytes"]) == (200, 623, 111603)
+    assert row["trace_id"] == "Root=1-11111be1-222d333a444a555f6666e777"
+    assert row["domain_name"] is None and row["chosen_cert_arn"] is None and row["extra_fields"] is None

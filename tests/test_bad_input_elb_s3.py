@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import FIXTURES
 
+from servicelogs import formats
+
 
 @dataclass(frozen=True)
 class Case:
@@ -139,7 +141,7 @@ def test_too_few_fields_is_a_reject_that_says_so(convert, case: Case):
     assert out.summary.rows == 1
     assert out.rejects[0]["line_number"] == 2 and out.rejects[0]["raw_line"] == short
     assert out.rejects[0]["reason"].startswith(
-        f"{case.short_fields} fields; a {case.fmt} line has at least {case.min_fields}"
+        f"{case.short_fields} fields; a line of {formats.get(case.fmt).title} has at least {case.min_fields}"
     )
 
 

@@ -388,5 +388,7 @@ def test_a_short_line_without_header(convert):
     line = fixture("dpetzold-aws-log-parser-cloudfront_entry.csv").decode().rstrip("\n").split("\t")
     out = convert("cloudfront", {KEY: "\t".join(line[:10]) + "\n" + "\t".join(line) + "\n"})
     assert (out.summary.rows, out.summary.rejects) == (1, 1)
-    assert out.rejects[0]["reason"] == "10 fields; a cloudfront line without a header has at least 18"
+    assert out.rejects[0]["reason"] == (
+        "10 fields; a line of CloudFront standard logs (web distributions) without a header has at least 18"
+    )
     assert out.rows[0]["line_number"] == 2

@@ -163,8 +163,10 @@ ELB_REJECTS = {
     (
         "otel-collector-contrib-awslogsencoding-clb_al_insufficient_fields.log",
         1,
-    ): "3 fields; a elb line has at least 12",
-    ("winebarrel-fluent-plugin-elb-access-log-clb_spec.unique.log", 3): "field 'timestamp': '' is not a timestamp",
+    ): "3 fields; a line of Classic Load Balancer (ELB) access logs has at least 12",
+    ("winebarrel-fluent-plugin-elb-access-log-clb_spec.unique.log", 3): (
+        "a space before field 1 (timestamp): the line starts with one: field 'timestamp': '' is not a timestamp"
+    ),
     ("matomo-log-analytics-elb.log", 2): "field 'timestamp': '#' is not a timestamp",
 }
 

@@ -147,7 +147,10 @@ def test_v3_custom_order_with_tcp_flags(convert):
     assert [one(out.rows, n)["tcp_flags"] for n in (3, 6, 8)] == [18, 1, 3]
     # The doc's line 9 holds a double space: an empty token shifts the rest, and the shift is caught, not kept.
     (reject,) = out.rejects
-    assert (reject["line_number"], reject["reason"]) == (9, "field 'protocol': '52.213.180.42' is not an integer")
+    assert (reject["line_number"], reject["reason"]) == (
+        9,
+        "two spaces after field 11 (dstport): field 'protocol': '52.213.180.42' is not an integer",
+    )
 
 
 def test_v5_fields_in_a_non_default_order(convert):
@@ -414,7 +417,12 @@ def test_cloudwatch_exports_and_trailing_junk_real_lines(convert):
 EXPECTED = {  # file: (rows, rejects, header lines, reasons)
     DOC + "custom-nat-gateway.log": (6, 0, 1, set()),
     DOC + "custom-transit-gateway.log": (4, 0, 1, set()),
-    DOC + "custom-v3-tcp-flags.log": (7, 1, 1, {"field 'protocol': '52.213.180.42' is not an integer"}),
+    DOC + "custom-v3-tcp-flags.log": (
+        7,
+        1,
+        1,
+        {"two spaces after field 11 (dstport): field 'protocol': '52.213.180.42' is not an integer"},
+    ),
     DOC + "custom-v5-traffic-path.log": (2, 0, 1, set()),
     DOC + "default-v2.log": (7, 0, 0, set()),
     "coralogix-aws-shipper-vpcflow.log.gz": (2, 0, 1, set()),
@@ -485,3 +493,32 @@ def test_header_with_stray_spaces_is_still_a_header(convert):
     out = convert("vpc_flow", {KEY: header.replace(" ", "  ", 3) + " \r\n" + rest})
     assert (out.summary.rows, out.summary.rejects, out.summary.header_lines) == (2, 0, 1)
     assert one(out.rows, 2)["pkt_src_aws_service"] == "S3"
+
+
+def test_epoch_milliseconds_are_typed_and_out_of_range_values_are_rejects(convert):
+    """Issue 11: a SKIPDATA record with epoch milliseconds crashed the whole run (OverflowError in the partition
+    path) and wrote nothing. Milliseconds are typed as such; values no reader holds are rejects naming the field."""
+    ms = "2 123456789010 eni-4b118871 - - - - - - - 1512564058000 1512564059000 - SKIPDATA"
+    seconds = "2 123456789010 eni-4b118871 - - - - - - - 1512564058 1512564059 - SKIPDATA"
+    too_far = "2 123456789010 eni-4b118871 - - - - - - - 99999999999999999 1512564059 - SKIPDATA"
+    port = "2 123456789010 eni-4b118871 - - 99999999999 - - - - 1512564058 1512564059 - SKIPDATA"
+    out = convert("vpc_flow", {KEY: "\n".join([ms, seconds, too_far, port]) + "\n"})
+    assert (out.summary.rows, out.summary.rejects, out.summary.objects_failed) == (2, 2, 0)
+    assert [(r["line_number"], r["start"], r["end"], r["day"]) for r in out.rows] == [
+        (
+            1,
+            datetime(2017, 12, 6, 12, 40, 58, tzinfo=timezone.utc),
+            datetime(2017, 12, 6, 12, 40, 59, tzinfo=timezone.utc),
+            "06",
+        ),
+        (
+            2,
+            datetime(2017, 12, 6, 12, 40, 58, tzinfo=timezone.utc),
+            datetime(2017, 12, 6, 12, 40, 59, tzinfo=timezone.utc),
+            "06",
+        ),
+    ]
+    assert [(r["line_number"], r["reason"]) for r in out.rejects] == [
+        (3, "field 'start': '99999999999999999' is not a date and time of the years 1 to 9999"),
+        (4, "field 'srcport': '99999999999' is outside the 32-bit integer range"),
+    ]

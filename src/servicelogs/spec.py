@@ -18,7 +18,9 @@ from typing import Any, Literal
 from servicelogs.types import BIGINT, STRING, STRING_LIST, Type
 
 EPOCH_SECONDS = "%s"
-"""`Field.time_format` of a timestamp written as seconds since 1970-01-01 UTC (VPC Flow Logs)."""
+"""`Field.time_format` of a timestamp written as seconds since 1970-01-01 UTC (VPC Flow Logs). A value of
+10**11 or more is milliseconds (as seconds it would be past the year 5138): AWS writes some VPC records so.
+Engines reject a value outside the years 1–9999, as for every timestamp."""
 
 
 @dataclass(frozen=True)

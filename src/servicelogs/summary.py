@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+
+TOP_REASONS = 5  # reject reasons the text summary lists
+
+
+def reason_kind(reason: str) -> str:
+    """A reject reason without its value and counts of bytes or fields, so rejects of one kind are counted
+    together: "field 'httpstatus': 'GET /x HTTP/1.1' is not an integer" → "field 'httpstatus': … is not an
+    integer". Field numbers ("two spaces after field 4 (remote_ip)") say where, and stay."""
+    kind = _VALUE.sub(r"\1…\2", reason)
+    return _NUMBER.sub("N", kind)
+
+
+_VALUE = re.compile(r"(field '[^']*'(?: member \S+)?: ).*?( is (?:not|outside) )", re.DOTALL)
+_NUMBER = re.compile(r"\b\d+(?= (?:bytes|fields)\b)|(?<=at byte )\d+")
 
 
 @dataclass
@@ -57,6 +73,10 @@ class RunSummary:
     """Batches whose worker process died (key: the batch id): the next run redoes them."""
     identities_migrated: int = 0
     """Objects a lake of servicelogs 0.1 named relative to its source, renamed to their full location."""
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    """Rejects per kind of reason (`reason_kind`: the reason without its value), most frequent first."""
+    rejects_table: str = ""
+    """Where the rejects are: a table of source key, line number, raw line and reason per reject."""
 
     @property
     def ok(self) -> bool:
@@ -91,6 +111,10 @@ class RunSummary:
             f"{self.files_written} files written",
             f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",
         ]
+        if self.rejects:
+            top = Counter(self.reject_reasons).most_common(TOP_REASONS)
+            lines.append(f"  rejects: {self.rejects} in {self.rejects_table or 'the rejects table'}; top reasons:")
+            lines += [f"    {n} × {kind}" for kind, n in top]
         lines += [f"  noted:   {n} × {note}" for note, n in sorted(self.notes.items())]
         lines += [f"  skipped: {p.key}: {p.reason}" for p in self.skipped[:20]]
         if len(self.skipped) > 20:

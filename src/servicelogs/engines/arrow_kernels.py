@@ -116,9 +116,9 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
         return values
     target = arrow_type(f.type)
     if not pa.types.is_string(values.type):  # the tokenizer typed it already (see tokenizer_type)
-        return values if values.type == target else _convert(values, f, target)
+        return _convert_in_range(values, f, target, bad)
     try:
-        return _convert(values, f, target)
+        return _convert_in_range(values, f, target, bad)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     # Some value is not of the type: find which (in bulk where a pattern can tell), reject those rows,
@@ -134,10 +134,62 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
         if not ok and v is not None:
-            bad.setdefault(i, f"field {f.name!r}: {v!r} is not {TYPE_WORDS.get(f.type, f.type.name)}")
+            what = OUT_OF_RANGE.get(f.type) if plausible and f.type in _SHAPES else None
+            bad.setdefault(i, f"field {f.name!r}: {v!r} is {what or 'not ' + TYPE_WORDS.get(f.type, f.type.name)}")
         good.append(ok)
     cleaned = pc.if_else(pa.array(good), values, pa.scalar(None, pa.string()))
-    return _convert(cleaned, f, target)
+    return _convert_in_range(cleaned, f, target, bad)
+
+
+# What Parquet readers and Python hold: Spark, Hive and Python's datetime stop at the years 1–9999 (Arrow and
+# DuckDB go further, and a date past them made the partition path crash). NaN and infinities are no timing.
+MIN_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+EPOCH_MILLIS_FROM = 10**11
+"""An epoch value from here on is milliseconds (10**11 seconds would be the year 5138; as milliseconds it is
+1973): AWS writes milliseconds in some flow log records (see spec.EPOCH_SECONDS)."""
+_EPOCH_RANGE = (int(MIN_TIME.timestamp()), int(MAX_TIME.timestamp() * 1000))
+OUT_OF_RANGE = {
+    INT: "outside the 32-bit integer range",
+    BIGINT: "outside the 64-bit integer range",
+    DOUBLE: "not a finite number",
+    TIMESTAMP: "not a date and time of the years 1 to 9999",
+}
+
+
+def _convert_in_range(values: pa.Array, f: Field, target: pa.DataType, bad: dict[int, str]) -> pa.Array:
+    """`_convert`, and the values outside what the readers hold rejected (not an error: one bulk check)."""
+    if f.type == TIMESTAMP and f.time_format == EPOCH_SECONDS:
+        numbers = pc.cast(values, pa.int64())
+        low, high = _EPOCH_RANGE
+        ok = pc.and_(pc.greater_equal(numbers, low), pc.less_equal(numbers, high))
+        return _epoch(_outside_rejected(numbers, ok, f, values, bad))
+    out = values if values.type == target else _convert(values, f, target)
+    if f.type == TIMESTAMP:
+        ok = pc.and_(
+            pc.greater_equal(out, pa.scalar(MIN_TIME, target)), pc.less_equal(out, pa.scalar(MAX_TIME, target))
+        )
+    elif f.type == DOUBLE:
+        ok = pc.is_finite(out)
+    else:
+        return out
+    return _outside_rejected(out, ok, f, values, bad)
+
+
+def _outside_rejected(out: pa.Array, ok: pa.Array, f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
+    ok = pc.fill_null(ok, True)
+    if pc.all(ok).as_py():
+        return out
+    for i in np.flatnonzero(~ok.to_numpy(zero_copy_only=False)):
+        bad.setdefault(int(i), f"field {f.name!r}: {str(values[int(i)].as_py())!r} is {OUT_OF_RANGE[f.type]}")
+    return pc.if_else(ok, out, pa.scalar(None, out.type))
+
+
+def _epoch(numbers: pa.Array) -> pa.Array:
+    """Epoch seconds, or milliseconds from EPOCH_MILLIS_FROM on, in range → UTC timestamps."""
+    millis = pc.greater_equal(numbers, EPOCH_MILLIS_FROM)
+    micros = pc.if_else(millis, pc.multiply(numbers, 1000), pc.multiply(numbers, 1_000_000))
+    return micros.cast(pa.timestamp("us", tz="UTC"))
 
 
 _SHAPES = {
@@ -162,8 +214,11 @@ def _looks_like(f: Field, values: pa.Array) -> list[bool]:
 
 def _convert(values: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
     if f.type == TIMESTAMP and f.time_format == EPOCH_SECONDS:  # integer arithmetic, not text parsing
-        seconds = pc.cast(values, pa.int64())
-        return pc.multiply_checked(seconds, 1_000_000).cast(pa.timestamp("us", tz="UTC"))
+        numbers = pc.cast(values, pa.int64())
+        low, high = _EPOCH_RANGE
+        if not pc.all(pc.and_(pc.greater_equal(numbers, low), pc.less_equal(numbers, high))).as_py():
+            raise pa.ArrowInvalid("an epoch value outside the years 1 to 9999")
+        return _epoch(numbers)
     if f.type == TIMESTAMP and f.time_format:
         parsed = pc.strptime(values, format=f.time_format, unit="us", error_is_null=False)
         return parsed.cast(target) if parsed.type.tz else pc.assume_timezone(parsed, "UTC")

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import BinaryIO, TypeVar
 
 import numpy as np
@@ -22,9 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from servicelogs import sources
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
 from servicelogs.render.arrow import arrow_type
-from servicelogs.sources import line_blocks
+from servicelogs.sources import LongLine, line_blocks
 from servicelogs.spec import Delimited, LogFormat
 
 WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts tell its usual width
@@ -63,7 +64,42 @@ class LineTokenizer:
         self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)") if grammar.quote else None
         self._plain = re.compile(rf"[^{d}]*")
         self._delimiter = grammar.delimiter
+        self._quote = grammar.quote
         self._unescape = re.compile(r"\\(.)")
+        # A quoted token whatever follows it: to tell where a closing quote is glued to the next token.
+        self._quoted_anywhere = re.compile(rf"{q}(?:[^{q}\\]|\\.)*{q}") if grammar.quote else None
+        self._delimiter_word = {" ": "space", "\t": "tab"}.get(grammar.delimiter, repr(grammar.delimiter))
+
+    def shape_fault(self, line: str, names: list[tuple[int, str]]) -> str | None:
+        """Where the line's tokens are off, if they are: the first doubled delimiter ("two spaces after field 4
+        (remote_ip)") or quoted token glued to what follows it ("no space after the quoted field 19
+        (user_agent)"); None when the line is well formed as far as delimiters and quotes tell."""
+        d, word = self._delimiter, self._delimiter_word
+        pos, index = 0, 0
+
+        def field(i: int) -> str:
+            if i < len(names):
+                return f"field {names[i][0]} ({names[i][1]})"
+            return f"field {i + 1 - len(names) + (names[-1][0] if names else 0)}"
+
+        if line.startswith(d):
+            return f"a {word} before {field(0)}: the line starts with one"
+        while pos < len(line):
+            m = self._quoted_anywhere.match(line, pos) if self._quoted_anywhere else None
+            if m:
+                pos = m.end()
+                if pos < len(line) and not line.startswith(d, pos):
+                    return f"no {word} after the quoted {field(index)}"
+            else:
+                end = line.find(d, pos)
+                pos = len(line) if end < 0 else end
+            if pos >= len(line):
+                return None
+            pos += len(d)
+            if line.startswith(d, pos):
+                return f"two {word}s after {field(index)}"
+            index += 1
+        return None
 
     def tokens(self, line: str) -> list[str]:
         out: list[str] = []
@@ -104,9 +140,20 @@ class LineBlockParser:
     def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
         next_line = 1
         for block in line_blocks(stream, key):
-            parsed = self.parse_block(block, next_line)
+            parsed = (
+                self.long_line(block, next_line) if isinstance(block, LongLine) else self.parse_block(block, next_line)
+            )
             next_line += parsed.lines
             yield parsed
+
+    def long_line(self, line: LongLine, number: int) -> Parsed:
+        """A line over the length limit: a reject keeping its first bytes, never parsed."""
+        reason = (
+            f"a line of {line.length} bytes, longer than the limit of {sources.MAX_LINE_BYTES} "
+            f"(SERVICELOGS_MAX_LINE_BYTES); its first {len(line.head)} bytes are kept"
+        )
+        raw = line.head.decode("utf-8", "backslashreplace")
+        return Parsed(rows_schema(self.fmt).empty_table(), 1, line.length, [number], [raw], [reason])
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
         """Parse a block of whole lines; `first_line` is the 1-based number of its first line."""
@@ -340,7 +387,7 @@ class DelimitedParser(LineBlockParser):
                 raw = raw_line(number - first_line).decode("utf-8", "backslashreplace")
                 reject_lines.append(number)
                 reject_raw.append(raw)
-                reject_reasons.append(self.fmt.explain_foreign(raw) or reason)
+                reject_reasons.append(self.fmt.explain_foreign(raw) or self._located(raw, reason))
             extra_rows += table.num_rows - table.column("extra_fields").null_count
             typed_tables.append(table)
         rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]
@@ -383,14 +430,29 @@ class DelimitedParser(LineBlockParser):
         """Why a line of `n` pieces cannot be a row at all, judged from its shape alone; None if it may be one."""
         if not line.strip():
             return "empty line"
-        return self.fmt.explain_foreign(line) or self._too_few(n)
+        foreign = self.fmt.explain_foreign(line)
+        if foreign:
+            return foreign
+        too_few = self._too_few(n)
+        return self._located(line, too_few) if too_few else None
+
+    def _located(self, line: str, reason: str) -> str:
+        """The reason, led by where the line's shape is off, if it is: a doubled delimiter or a quote glued to
+        the next token shifts every field after it, and the value named in `reason` is only the symptom."""
+        fault = self.tokenizer.shape_fault(line, self._piece_names)
+        return f"{fault}: {reason}" if fault else reason
+
+    @cached_property
+    def _piece_names(self) -> list[tuple[int, str]]:
+        """Per piece position, the 1-based number and the name of its token, for messages."""
+        return [(i, t.name) for i, t in enumerate(self.grammar.tokens, 1) for _ in range(t.pieces)]
 
     def _too_few(self, n: int) -> str | None:
         """Why `n` pieces are too few for a row, if they are."""
         g = self.grammar
         if n < g.min_tokens:
             return (
-                f"{g.fields_in(n)} fields; a {self.fmt.name} line has at least {g.fields_in(g.min_tokens)} "
+                f"{g.fields_in(n)} fields; a line of {self.fmt.title} has at least {g.fields_in(g.min_tokens)} "
                 f"(an unbalanced quote or a truncated line?)"
             )
         return None
@@ -423,9 +485,7 @@ class DelimitedParser(LineBlockParser):
         return declared, extras, numbers
 
     def _typed_empty(self) -> pa.Table:
-        fields = [pa.field(f.name, arrow_type(f.type)) for f in self.fmt.fields]
-        fields += [pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())]
-        return pa.schema(fields).empty_table()
+        return rows_schema(self.fmt).empty_table()
 
     def _typed(
         self, token_columns: list[pa.Array], extras: pa.Array, numbers: np.ndarray
@@ -451,6 +511,12 @@ class DelimitedParser(LineBlockParser):
             keep[list(bad)] = False
             table = table.filter(pa.array(keep))
         return table, bad
+
+
+def rows_schema(fmt: LogFormat) -> pa.Schema:
+    """The columns a parser yields: the format's fields, extra_fields, line_number."""
+    fields = [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
+    return pa.schema([*fields, pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())])
 
 
 # -- kernels, one per split kind and per type: shared by every format -------------------------------------

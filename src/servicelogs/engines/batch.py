@@ -29,7 +29,7 @@ from servicelogs.ledger import Ledger, State
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
-from servicelogs.summary import ObjectProblem
+from servicelogs.summary import ObjectProblem, reason_kind
 
 UNKNOWN = "unknown"
 
@@ -180,6 +180,7 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
     into.generations.update(result.generations)
     into.skipped += result.skipped
     into.notes.update(result.notes)
+    into.reject_reasons.update(result.reject_reasons)
 
 
 def _convert_objects(
@@ -228,6 +229,7 @@ def _add_block(
     counts.extra_field_rows += parsed.extra_rows
     counts.generations.update(parsed.generations)
     counts.notes.update(getattr(parsed, "notes", ()))
+    counts.reject_reasons.update(reason_kind(reason) for reason in parsed.reject_reasons)
     if parsed.rows.num_rows:
         _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
     if parsed.reject_lines:
@@ -250,6 +252,7 @@ def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> 
     for name in _COUNTS:
         setattr(result, name, getattr(result, name) + getattr(counts, name))
     result.generations.update(counts.generations)
+    result.reject_reasons.update(counts.reject_reasons)
 
 
 def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
-from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed
+from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed, rows_schema
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
@@ -190,7 +190,7 @@ class _RunParser(DelimitedParser):
         if self.header_width is not None and n < self.header_width:
             return f"{n} fields; the object's header names {self.header_width}"
         if self.header_width is None and n < self.grammar.min_tokens:
-            return f"{n} fields; a {self.fmt.name} line without a header has at least {self.grammar.min_tokens}"
+            return f"{n} fields; a line of {self.fmt.title} without a header has at least {self.grammar.min_tokens}"
         return None
 
     def _typed_empty(self) -> pa.Table:
@@ -281,9 +281,7 @@ class _Collector:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _union_schema(fmt: LogFormat) -> pa.Schema:
-    fields = [pa.field(f.name, arrow_type(f.type)) for f in fmt.fields]
-    return pa.schema([*fields, pa.field("extra_fields", pa.list_(pa.string())), pa.field("line_number", pa.int64())])
+_union_schema = rows_schema  # the format's fields are the union of every header's
 
 
 _NULLS: dict[pa.DataType, pa.Array] = {}

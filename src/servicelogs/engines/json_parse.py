@@ -20,14 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from servicelogs import formats
+from servicelogs import formats, sources
 from servicelogs.engines import json_split
 from servicelogs.engines.arrow_parse import Opener, Parsed, T
 from servicelogs.engines.json_split import Pieces, RecordSplitter
 from servicelogs.engines.json_types import duckdb_structure, typed
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Field, JsonRecords, LogFormat
-from servicelogs.types import STRING, ListOf, StructOf
+from servicelogs.types import JSON, STRING, ListOf, StructOf, Type
 
 _TRIM = " \t\r\n,"
 
@@ -137,17 +137,26 @@ class JsonRecordsParser:
                 self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), pieces.reason)
             return out
         valued_members = pieces.valued_members
+        too_long = np.diff(pieces.offsets) > sources.MAX_RECORD_BYTES
         try:
             raw.validate(full=True)
-        except pa.ArrowInvalid:  # invalid UTF-8 somewhere: find which records, reject them, go on
+            valid = True
+        except pa.ArrowInvalid:
+            valid = False
+        if not valid or too_long.any():  # find which records, reject them, go on with the rest
             valued_members = None
-            good = np.ones(n, dtype=bool)
-            for i in range(n):
+            good = ~too_long
+            for i in np.flatnonzero(too_long):
+                head = _piece(pieces, int(i))[: json_split.HEAD_BYTES]
+                self._reject(
+                    out, int(numbers[i]), _decode(head), json_split.too_long(len(_piece(pieces, int(i))), len(head))
+                )
+            for i in np.flatnonzero(good) if not valid else ():
                 try:
-                    _piece(pieces, i).decode("utf-8")
+                    _piece(pieces, int(i)).decode("utf-8")
                 except UnicodeDecodeError as e:
                     good[i] = False
-                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), _utf8(e))
+                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, int(i))).strip(_TRIM), _utf8(e))
             raw = pa.array([_piece(pieces, i).decode() if good[i] else None for i in range(n)], pa.large_string())
             raw, numbers = raw.filter(pa.array(good)), numbers[good]
         texts = pc.utf8_trim(raw, _TRIM)
@@ -192,7 +201,8 @@ class JsonRecordsParser:
     def _count_generations(self, out: JsonParsed) -> None:
         if self.grammar.version_key and out.rows.num_rows:
             for item in pc.value_counts(out.rows.column(self.plan.version_column)).to_pylist():
-                out.generations[str(item["values"])] += item["counts"]
+                version = item["values"]
+                out.generations[f"no {self.grammar.version_key}" if version is None else str(version)] += item["counts"]
 
     def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
         out.reject_lines.append(number)
@@ -206,7 +216,12 @@ def _records(pieces: Pieces) -> pa.LargeStringArray:
 
 
 def _usual_candidate(pieces: Pieces) -> bool:
-    return not pieces.reason and pieces.valued_members is not None and pieces.count > 0
+    return (
+        not pieces.reason
+        and pieces.valued_members is not None
+        and pieces.count > 0
+        and int(np.diff(pieces.offsets).max()) <= sources.MAX_RECORD_BYTES
+    )
 
 
 def _texts_of(texts: pa.Array, numbers: np.ndarray, wanted: np.ndarray) -> list[str]:
@@ -304,6 +319,22 @@ class _Plan:
             "lambda k: CAST(json_object(k, json_extract(rec, '/' || replace(replace(k, '~', '~0'), '/', '~1'))) "
             "AS VARCHAR))"
         )
+        # A struct or list key whose value has members the declaration does not name, at any depth: the
+        # typed column drops them, so the whole value is kept in extra_fields too (unless a JSON column of
+        # the same key keeps it already).
+        nested = []
+        kept_whole = {k.key for k in grammar.keys if k.field.type == JSON}
+        for key, fs in by_key.items():
+            undeclared = [_undeclared(f"j[{_lit(key)}]", f.type) for f in fs]
+            conditions = [c for c in undeclared if c is not None]
+            if conditions and key not in kept_whole:
+                nested.append((key, " OR ".join(conditions)))
+        if nested:
+            whole = ", ".join(
+                f"CASE WHEN coalesce({cond}, false) THEN CAST(json_object({_lit(key)}, j[{_lit(key)}]) AS VARCHAR) END"
+                for key, cond in nested
+            )
+            extras = f"list_filter(list_concat({extras}, [{whole}]), lambda v: v IS NOT NULL)"
         # A record is parsed only if it is a JSON object; CASE evaluates its branch for those rows only.
         self.sql_checked = (
             f"SELECT * EXCLUDE (j, x), CASE WHEN len(x) > 0 THEN x END AS extra_fields, "
@@ -325,6 +356,7 @@ class _Plan:
         # a third of the time of the statement above. Whether the block is usual is told by the record
         # splitter's count of valued members, compared with the declared keys DuckDB found, and by `_fits`.
         fits += [f"j[{_lit(key)}] IS NULL" for key in skip_keys]
+        fits += [f"NOT coalesce({cond}, false)" for _, cond in nested]
         valued = " + ".join(f"(j[{_lit(key)}] IS NOT NULL)::INTEGER" for key in structure)
         self.sql_usual = (
             f"SELECT n AS line_number, NULL::VARCHAR AS _kind, {', '.join(fast_columns)}, "
@@ -393,6 +425,29 @@ class _Plan:
             names.append(name)
         reason = reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
         return pa.Table.from_arrays(arrays, names=names), reason
+
+
+def _undeclared(x: str, t: Type, depth: int = 0) -> str | None:
+    """SQL: whether the JSON value `x` has an object member `t` does not declare, at any depth; None when `t`
+    cannot drop anything (a scalar, JSON text)."""
+    if isinstance(t, StructOf):
+        names = "[" + ", ".join(_lit(name) for name, _ in t.members) + "]"
+        own = f"len(list_filter(json_keys({x}), lambda k: NOT list_contains({names}, k))) > 0"
+        inner = [
+            _undeclared(f"json_extract({x}, {_lit(_json_path(name))})", member, depth + 1) for name, member in t.members
+        ]
+        return " OR ".join([own, *(f"coalesce({c}, false)" for c in inner if c is not None)])
+    if isinstance(t, ListOf):
+        item = f"e{depth}"
+        inner = _undeclared(item, t.item, depth + 1)
+        if inner is None:
+            return None
+        return f"coalesce(list_bool_or(list_transform(json_extract({x}, '$[*]'), lambda {item}: {inner})), false)"
+    return None
+
+
+def _json_path(name: str) -> str:
+    return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:

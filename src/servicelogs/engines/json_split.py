@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from servicelogs import sources
 from servicelogs.errors import SourceError
 
 BLOCK_BYTES = 8 << 20  # measured at 1 GB: 4 MB blocks are ~10 % slower (a statement per block), 16 MB no faster
@@ -67,8 +68,10 @@ class RecordSplitter:
 
     def split(self, stream: BinaryIO, key: str, block_size: int | None = None) -> Iterator[Pieces]:
         block_size = block_size or BLOCK_BYTES
+        limit = sources.MAX_RECORD_BYTES
         carry = b""
         after_array = b""
+        skipping: _Skipping | None = None  # a record over the limit, being read past
         while True:
             try:
                 chunk = stream.read(block_size)
@@ -77,8 +80,21 @@ class RecordSplitter:
             if not chunk:
                 break
             if self.array_closed:
-                after_array += chunk
+                if len(after_array) <= limit:  # what follows the array is only judged, never parsed
+                    after_array += chunk[: limit + 1]
                 continue
+            if skipping is not None:
+                end = skipping.end_in(chunk, self.mode == "array")
+                if end is None:
+                    continue
+                yield self._too_long(skipping)
+                skipping, closer = None, chunk[end : end + 1]
+                if closer == b"]":
+                    self.array_closed, after_array = True, chunk[end + 1 :]
+                    continue
+                chunk = chunk[end + 1 :]
+                if not chunk:
+                    continue
             buffer = carry + chunk if carry else chunk
             if self.mode is None:
                 m = self._header.match(buffer)
@@ -92,9 +108,19 @@ class RecordSplitter:
                 yield pieces
             if self.array_closed:
                 after_array, carry = rest, b""
+            elif len(rest) > limit and self.mode is not None:
+                skipping, carry = _Skipping(rest[:HEAD_BYTES]), b""
+                end = skipping.end_in(rest, self.mode == "array")
+                assert end is None, "a record's end is cut by _cut"
             else:
                 carry = rest
+        if skipping is not None:
+            yield self._too_long(skipping)
+            return
         yield from self._finish(carry, after_array)
+
+    def _too_long(self, skipping: _Skipping) -> Pieces:
+        return self._tail(skipping.head, too_long(skipping.length, len(skipping.head)))
 
     def _finish(self, carry: bytes, after_array: bytes) -> Iterator[Pieces]:
         if self.mode is None:  # a short object: decide its shape now
@@ -193,6 +219,52 @@ class RecordSplitter:
         if not {bytes(buffer[i:j]) for i, j in zip(key_starts.tolist(), key_ends.tolist(), strict=True)} <= self._known:
             return None
         return members - np.bincount(np.searchsorted(offsets, ends, side="right") - 1, minlength=len(offsets) - 1)
+
+
+HEAD_BYTES = 4096  # of a record over the limit, kept in its reject
+
+
+def too_long(length: int, kept: int) -> str:
+    return (
+        f"a record of {length} bytes, longer than the limit of {sources.MAX_RECORD_BYTES} "
+        f"(SERVICELOGS_MAX_RECORD_BYTES); its first {kept} bytes are kept"
+    )
+
+
+@dataclass
+class _Skipping:
+    """A record over the limit: read past chunk by chunk, keeping only its head and what the scan needs at a
+    chunk's edge (inside a string or not, a run of backslashes, the depth)."""
+
+    head: bytes
+    length: int = 0
+    in_string: bool = False
+    backslashes: int = 0
+    depth: int = 0
+
+    def end_in(self, chunk: bytes, in_array: bool) -> int | None:
+        """Offset in `chunk` of the byte that ends the record (in an array: a comma at its level, or the
+        array's closing bracket; JSON Lines: the bracket that closes it), or None: it goes on."""
+        prefix = (b'"' if self.in_string else b"") + b"\\" * self.backslashes
+        b = np.frombuffer(prefix + chunk, dtype=np.uint8)
+        positions, depth, quotes = _structure(b)
+        depth = depth + self.depth
+        chars = b[positions]
+        if in_array:
+            ends = np.flatnonzero(((depth == 0) & (chars == _COMMA)) | (depth < 0))
+        else:
+            ends = np.flatnonzero((depth == 0) & (chars != _COMMA))
+        if ends.size:
+            end = int(positions[ends[0]]) - len(prefix)
+            self.length += end
+            return end
+        self.length += len(chunk)
+        self.in_string = len(quotes) % 2 == 1
+        run = len(chunk) - len(chunk.rstrip(b"\\"))
+        self.backslashes = self.backslashes + run if run == len(chunk) else run
+        if positions.size:
+            self.depth = int(depth[-1])
+        return None
 
 
 def _structure(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

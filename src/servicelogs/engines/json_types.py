@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from servicelogs.engines.arrow_kernels import MAX_TIME, MIN_TIME
 from servicelogs.render.arrow import arrow_type
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, JSON, STRING, TIMESTAMP, ListOf, StructOf, Type
 
@@ -64,10 +65,10 @@ def typed(values: pa.Array, t: Type, field: str, member: str = "") -> tuple[pa.A
     elif t == TIMESTAMP:
         fits = pc.fill_null(pc.match_substring_regex(values, _ISO_UTC), False)
         inner = pc.if_else(fits, pc.utf8_slice_codeunits(values, 1, -1), pa.scalar(None, pa.string()))
-        out, fits = _cast(inner, fits, arrow_type(t))
+        out, fits = _in_range(*_cast(inner, fits, arrow_type(t)), t)
     elif t in _NUMBER:
         fits = pc.fill_null(pc.match_substring_regex(values, _NUMBER[t]), False)
-        out, fits = _cast(pc.if_else(fits, values, pa.scalar(None, pa.string())), fits, arrow_type(t))
+        out, fits = _in_range(*_cast(pc.if_else(fits, values, pa.scalar(None, pa.string())), fits, arrow_type(t)), t)
     else:
         raise NotImplementedError(t)
     bad = pc.and_(present, pc.invert(fits))
@@ -76,6 +77,21 @@ def typed(values: pa.Array, t: Type, field: str, member: str = "") -> tuple[pa.A
     where = f"field {field!r}" + (f" member {member}" if member else "") + ": "
     message = pc.binary_join_element_wise(where, values, f" is not {WORDS[t]}", "")
     return out, pc.if_else(bad, message, _NO_REASON)
+
+
+def _in_range(out: pa.Array, fits: pa.Array, t: Type) -> tuple[pa.Array, pa.Array]:
+    """Values Parquet readers cannot hold (a year 0 or past 9999, a number that overflows to infinity) misfit."""
+    if t == TIMESTAMP:
+        low, high = pa.scalar(MIN_TIME, out.type), pa.scalar(MAX_TIME, out.type)
+        ok = pc.and_(pc.greater_equal(out, low), pc.less_equal(out, high))
+    elif t == DOUBLE:
+        ok = pc.is_finite(out)
+    else:
+        return out, fits
+    ok = pc.fill_null(ok, True)
+    if pc.all(ok).as_py():
+        return out, fits
+    return pc.if_else(ok, out, pa.scalar(None, out.type)), pc.and_(fits, ok)
 
 
 def _cast(texts: pa.Array, fits: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:

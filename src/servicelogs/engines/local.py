@@ -92,6 +92,7 @@ class BatchResult:
     failed: list[ObjectProblem] = field(default_factory=list)
     skipped: list[ObjectProblem] = field(default_factory=list)  # objects that held no records (a digest)
     notes: Counter[str] = field(default_factory=Counter)
+    reject_reasons: Counter[str] = field(default_factory=Counter)  # summary.reason_kind → rejects
     committed: int = 0
     lost: list[str] = field(default_factory=list)  # batches another run committed first
 
@@ -131,6 +132,7 @@ def run(
     ledger = Ledger(store, layout.state)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     summary = RunSummary(run_id, fmt.name, str(source), store.url)
+    summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
     tuning = (batch_bytes, batch_objects)
 
     try:
@@ -407,6 +409,8 @@ def _add(summary: RunSummary, result: BatchResult) -> None:
     summary.objects_skipped += len(result.skipped)
     for note, n in result.notes.items():
         summary.notes[note] = summary.notes.get(note, 0) + n
+    reasons = Counter(summary.reject_reasons) + result.reject_reasons
+    summary.reject_reasons = dict(reasons.most_common())
 
 
 def plan_batches(

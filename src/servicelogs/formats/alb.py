@@ -24,7 +24,8 @@ from servicelogs.types import INT, TIMESTAMP
 
 # Field generations, oldest first. The name is the token count of a line of that layout.
 GENERATIONS = (
-    Generation("20", "2016-08", "launch layout: up to chosen_cert_arn"),
+    Generation("18", "2016-08", "launch layout: up to trace_id"),
+    Generation("20", "2017-10", "+ domain_name, chosen_cert_arn (SNI, multiple certificates per listener)"),
     Generation("21", "2018-03", "+ matched_rule_priority"),
     Generation("23", "2018-07", "+ request_creation_time, actions_executed"),
     Generation("24", "2018-07", "+ redirect_url"),
@@ -40,53 +41,53 @@ _one = one  # the name the declarations below were written with (keeps this diff
 TOKENS = (
     _one(
         "type",
-        "20",
+        "18",
         doc="Request or connection type.",
         null=None,
         choices=("http", "https", "h2", "grpcs", "ws", "wss"),
     ),
     _one(
         "time",
-        "20",
+        "18",
         TIMESTAMP,
         "When the load balancer generated the response (UTC); for WebSockets, when "
         "the connection closed. The event time.",
         null=None,
     ),
-    _one("elb", "20", doc="Resource id of the load balancer (app/name/id).", null=None),
+    _one("elb", "18", doc="Resource id of the load balancer (app/name/id).", null=None),
     host_port(
         "client:port",
-        "20",
+        "18",
         ("client_ip", "IP address of the requesting client (or of a proxy in front)."),
         ("client_port", "Port of the requesting client."),
     ),
     host_port(
         "target:port",
-        "20",
+        "18",
         (
             "target_ip",
             "IP of the target that processed the request; null if none (Lambda, fixed response, no dispatch).",
         ),
         ("target_port", "Port of the target."),
     ),
-    seconds("request_processing_time", "20", "Time from receiving the request to sending it to a target."),
+    seconds("request_processing_time", "18", "Time from receiving the request to sending it to a target."),
     seconds(
         "target_processing_time",
-        "20",
+        "18",
         "Time from sending the request to the target to the start of the response headers.",
     ),
     seconds(
         "response_processing_time",
-        "20",
+        "18",
         "Time from receiving the response headers from the target to sending the response to the client.",
     ),
-    _one("elb_status_code", "20", INT, "Status code of the response from the load balancer."),
-    _one("target_status_code", "20", INT, "Status code of the response from the target; null if none."),
-    *byte_counts("20"),
-    http_request("20", "request_verb", "request_url", "request_proto"),
-    *user_agent_and_tls("20"),
-    _one("target_group_arn", "20", doc="ARN of the target group."),
-    _one("trace_id", "20", doc="Contents of the X-Amzn-Trace-Id header.", quoted=True),
+    _one("elb_status_code", "18", INT, "Status code of the response from the load balancer."),
+    _one("target_status_code", "18", INT, "Status code of the response from the target; null if none."),
+    *byte_counts("18"),
+    http_request("18", "request_verb", "request_url", "request_proto"),
+    *user_agent_and_tls("18"),
+    _one("target_group_arn", "18", doc="ARN of the target group."),
+    _one("trace_id", "18", doc="Contents of the X-Amzn-Trace-Id header.", quoted=True),
     _one("domain_name", "20", doc="SNI domain the client sent in the TLS handshake.", quoted=True),
     _one(
         "chosen_cert_arn", "20", doc="ARN of the certificate presented to the client, or 'session-reused'.", quoted=True
@@ -253,6 +254,29 @@ FORMAT = LogFormat(
                 "response_processing_time": 0.037,
             },
             "crowdsecurity/hub .tests/aws-alb-logs (MIT), 33-field layout with request transforms",
+        ),
+        Example(
+            "http 2017-09-09T00:55:00.228196Z app/albname/12a34bc6d78e9f0 111.222.10.240:57965 192.168.131.118:80 "
+            '0.020 0.019 0.001 200 200 623 111603 "GET http://wwww.host.com:80/path/?a=1&b=2&c=3 HTTP/1.1" '
+            '"Mozilla/5.0 (iPhone)" - - '
+            "arn:aws:elasticloadbalancing:ap-northeast-1:123456789012:targetgroup/albname/abcdefgh12345678 "
+            '"Root=1-11111be1-222d333a444a555f6666e777"',
+            {
+                "type": "http",
+                "time": "2017-09-09T00:55:00.228196Z",
+                "client_ip": "111.222.10.240",
+                "client_port": 57965,
+                "target_port": 80,
+                "request_processing_time": 0.02,
+                "sent_bytes": 111603,
+                "request_url": "http://wwww.host.com:80/path/?a=1&b=2&c=3",
+                "user_agent": "Mozilla/5.0 (iPhone)",
+                "trace_id": "Root=1-11111be1-222d333a444a555f6666e777",
+                "domain_name": None,
+                "chosen_cert_arn": None,
+                "matched_rule_priority": None,
+            },
+            "a 2017 line (launch layout, 18 fields, before SNI) from another parser's tests (issue 11)",
         ),
     ),
 )

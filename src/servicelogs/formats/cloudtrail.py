@@ -104,7 +104,9 @@ def _json(key: str, doc: str) -> JsonKey:
 
 
 KEYS = (
-    _key("eventVersion", doc="Version of the record format (1.0 … 1.11): the record's generation.", required=True),
+    # Not required: other parsers accept records without it (an event forwarded by another tool), and a row
+    # without a generation is counted under "no eventVersion".
+    _key("eventVersion", doc="Version of the record format (1.0 … 1.11): the record's generation."),
     _key("userIdentity", USER_IDENTITY, "Who made the request: the documented members of userIdentity."),
     _json("userIdentity", "The whole userIdentity element (members not in the struct column included)."),
     _key("eventTime", TIMESTAMP, "When the request completed (UTC). The event time.", required=True),
