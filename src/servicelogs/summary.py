@@ -18,6 +18,8 @@ class RunSummary:
     format: str
     source: str
     target: str
+    since: str = ""  # the window of delivery dates (YYYY-MM-DD, inclusive); empty: unbounded
+    until: str = ""
     objects_listed: int = 0
     objects_converted: int = 0
     objects_skipped: int = 0
