@@ -147,15 +147,14 @@ def _nothing_found(fmt: LogFormat, summary: RunSummary) -> str:
     of_format = summary.objects_new + summary.objects_done_before + summary.objects_outside_window
     if of_format or summary.rewritten:
         return ""
-    example = fmt.key_layouts[0].example
     if not summary.objects_listed:
-        where = f"{summary.source} lists no object"
+        where = f"source {summary.source!r} lists no object"
     else:
         where = (
-            f"none of the {summary.objects_listed} objects under {summary.source} is a {fmt.title} object "
-            "(skipped, with each reason, in the summary)"
+            f"none of the {summary.objects_listed} objects under {summary.source!r} matches a key layout of "
+            f"{fmt.title} (each is skipped with its reason in the summary)"
         )
-    return f"nothing to convert: {where}; a key of this format looks like {example}"
+    return f"nothing to convert: {where}; a key of this format looks like {fmt.key_layouts[0].example}"
 
 
 # -- status --------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ class RunProgress:
             self._bar = tqdm(
                 total=source_bytes,
                 file=self.stream,
-                bar_format="{percentage:3.0f}%|{bar}| {postfix}",
-                postfix=self.status(),
+                bar_format="{percentage:3.0f}%|{bar}| {desc}",  # desc: our own counts, not tqdm's "it/s"
+                desc=self.status(),
                 mininterval=0.2,
                 dynamic_ncols=True,
                 leave=True,
@@ -85,7 +85,7 @@ class RunProgress:
 
     def _advance(self, source_bytes: int) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(self.status(), refresh=False)
+            self._bar.set_description_str(self.status(), refresh=False)
             self._bar.update(source_bytes)  # redraws at most every mininterval
         elif not self.terminal and self.objects and time.monotonic() - self._logged >= self.every:
             self._log()
@@ -105,7 +105,7 @@ class RunProgress:
     def close(self) -> None:
         """The last frame (or line), with the final counts."""
         if self._bar is not None:
-            self._bar.set_postfix_str(self.status(), refresh=False)
+            self._bar.set_description_str(self.status(), refresh=False)
             self._bar.close()
             self._bar = None
         elif not self.terminal and self.objects:

@@ -18,7 +18,9 @@ _RUN_FIELDS = (
     "until",
     "ok",
     "objects_listed",
+    "objects_skipped",
     "objects_new",
+    "objects_done_before",
     "objects_converted",
     "objects_failed",
     "batches_committed",
@@ -87,6 +89,8 @@ def outcome(run: dict[str, Any]) -> str:
     """One phrase for how a run ended, from its summary."""
     if run.get("error"):
         return run["error"] if run["error"].startswith("interrupted") else f"stopped: {run['error']}"
+    if run.get("objects_listed") == run.get("objects_skipped") and not run.get("objects_new"):
+        return "nothing to convert: no object of the format in the source"
     if run.get("objects_failed"):
         return f"done, {run['objects_failed']} objects could not be read (the next run retries them)"
     if run.get("batches_lost"):
