@@ -107,9 +107,9 @@ def test_every_worker_has_work_whatever_the_input_size(tmp_path):
     fmt = formats.get("alb")
     write_corpus(fmt, tmp_path / "src", 16, [[e.line for e in fmt.examples]], object_megabytes=2)
     gz = sum(p.stat().st_size for p in (tmp_path / "src").rglob("*.gz"))
+    cli = [sys.executable, "-m", "servicelogs", "convert", "alb", str(tmp_path / "src"), str(tmp_path / "lake")]
     out = subprocess.run(
-        [sys.executable, "-m", "servicelogs", "convert", "alb", str(tmp_path / "src"), str(tmp_path / "lake")]
-        + ["--json", "--workers", "2"],
+        [*cli, "--json", "--workers", "2"],
         capture_output=True,
         text=True,
     )
