@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("servicelogs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush says nothing
+        return EXIT_OK
 
 
 # -- convert -------------------------------------------------------------------------------------------
