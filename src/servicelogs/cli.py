@@ -109,7 +109,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise UsageError(f"--since {args.since} is after --until {args.until}: the window holds no day")
     fmt = formats.get(args.format)
     progress = None
-    if not (args.json or args.quiet):
+    if args.verbose or not (args.json or args.quiet):  # --json keeps stderr quiet unless -v asks
         from servicelogs.progress import RunProgress
 
         progress = RunProgress(sys.stderr, terminal=sys.stderr.isatty(), verbose=args.verbose)
