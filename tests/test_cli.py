@@ -254,3 +254,9 @@ def test_docs_formats_md_is_generated_and_current():
     )
     assert "**AWS's Athena DDL: named `xforwarded_for`.**" in text
     assert "**AWS's Athena DDL: typed bigint (epoch seconds).**" in text
+
+
+def test_the_demo_folder_is_ignored_by_git():
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["git", "check-ignore", "servicelogs-demo/lake/alb/x.parquet"], cwd=repo, capture_output=True)
+    assert out.returncode == 0, out.stderr  # `servicelogs demo` writes ./servicelogs-demo: never committed by accident
