@@ -1,8 +1,8 @@
 """A run's progress on stderr: a bar on a terminal (tqdm), a plain line every few seconds elsewhere (cron, CI).
 
 The listing gives every object's size before any is read, so the totals, the percentage and (once an object is
-done) the ETA are known from the first frame. Percentage and ETA count compressed source bytes, the one total
-known in advance; the log text's total is estimated from the ratio seen so far (shown with `~`).
+done) the ETA are known from the first frame. Percentage and ETA count source bytes (as stored, gzipped or not),
+the one total known in advance; the log text's total is estimated from the objects done (shown with `~`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class RunProgress:
         self.stream, self.terminal, self.verbose, self.every = stream, terminal, verbose, every
         self.objects = self.source_bytes = 0
         self.objects_done = self.source_done = self.text_done = self.rows = 0
+        self.text_of_done = 0  # the log text of the objects done: with their source bytes, the text's ratio
+        self._text_of: dict[str, int] = {}  # objects being read: their text so far
         self.started = self._logged = time.monotonic()
         self._done_keys: set[str] = set()
         self._bar: tqdm | None = None
@@ -50,7 +52,8 @@ class RunProgress:
         else:
             self._log()
 
-    def parsed(self, text_bytes: int, rows: int) -> None:
+    def parsed(self, key: str, text_bytes: int, rows: int) -> None:
+        self._text_of[key] = self._text_of.get(key, 0) + text_bytes
         self.text_done += text_bytes
         self.rows += rows
         self._advance(0)
@@ -59,6 +62,7 @@ class RunProgress:
         if key in self._done_keys:
             return  # a batch redone without a failed object reads the others again
         self._done_keys.add(key)
+        self.text_of_done += self._text_of.pop(key, 0)
         self.objects_done += 1
         self.source_done += source_bytes
         if self.verbose:
@@ -68,19 +72,22 @@ class RunProgress:
     # -- drawing -------------------------------------------------------------------------------------------
 
     def status(self) -> str:
-        """Objects and MB done of their totals, rows/s, MB/s of log text, ETA: the bar's text and the log line."""
+        """ETA, objects and MB done of their totals, rows/s, MB/s of log text: the bar's text and the log line.
+        The ETA comes first: a terminal too narrow for the whole line cuts its end."""
         from tqdm import tqdm
 
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        text_total = f"~{_mb(self.text_done * self.source_bytes / self.source_done)}" if self.source_done else "?"
-        if self.source_done:
-            eta = tqdm.format_interval((self.source_bytes - self.source_done) * elapsed / self.source_done)
+        if self.source_done and self.text_of_done:
+            # The objects being read count by their text so far, at the ratio of the objects done.
+            done = self.source_done + (self.text_done - self.text_of_done) * self.source_done / self.text_of_done
+            eta = tqdm.format_interval(max(self.source_bytes - done, 0) * elapsed / done)
+            text_total = f"~{_mb(self.text_of_done * self.source_bytes / self.source_done)}"
         else:
-            eta = "?"
+            eta = text_total = "?"
         return (
-            f"{self.objects_done}/{self.objects} objects, {_mb(self.source_done)}/{_mb(self.source_bytes)} MB "
-            f"compressed, {_mb(self.text_done)}/{text_total} MB text, {self.rows / elapsed:,.0f} rows/s, "
-            f"{self.text_done / 1e6 / elapsed:,.1f} MB/s, ETA {eta}"
+            f"ETA {eta}, {self.objects_done}/{self.objects} objects, {_mb(self.source_done)}/{_mb(self.source_bytes)} "
+            f"MB source, {_mb(self.text_done)}/{text_total} MB text, {self.rows / elapsed:,.0f} rows/s, "
+            f"{self.text_done / 1e6 / elapsed:,.1f} MB/s"
         )
 
     def _advance(self, source_bytes: int) -> None:

@@ -233,7 +233,7 @@ def _add_block(
     if parsed.reject_lines:
         rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
     if _progress_queue is not None:
-        _progress_queue.put(("parsed", parsed.text_bytes, parsed.rows.num_rows))
+        _progress_queue.put(("parsed", obj.key, parsed.text_bytes, parsed.rows.num_rows))
 
 
 def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> None:

@@ -103,14 +103,14 @@ class Progress(Protocol):
     def planned(self, objects: int, source_bytes: int) -> None:
         """Once, after listing: the objects this run will convert and their size in the source (compressed)."""
 
-    def parsed(self, text_bytes: int, rows: int) -> None:
-        """A block of log text was parsed into rows and rejects."""
+    def parsed(self, key: str, text_bytes: int, rows: int) -> None:
+        """A block of the object's log text was parsed into rows and rejects."""
 
     def object_done(self, key: str, source_bytes: int) -> None:
         """An object was read to its end (a batch redone after another object failed reads it again)."""
 
 
-ProgressEvent = tuple[str, int, int] | tuple[str, str, int]  # a Progress method's name and its arguments
+ProgressEvent = tuple[str, str, int] | tuple[str, str, int, int]  # a Progress method's name and its arguments
 
 
 def report(progress: Progress, event: ProgressEvent) -> None:
