@@ -253,7 +253,7 @@ def test_status_shows_the_ledger(corpus, capsys) -> None:
     assert main(["status", str(lake)]) == 0
     text = capsys.readouterr().out
     assert "done objects:        8" in text and "commits:             4 (checkpoint at 4)" in text
-    assert "pending batches:     0" in text and " ok  8 new, 8 converted" in text
+    assert "pending batches:     0" in text and "  ok\n" in text and "8 listed, 8 new, 8 converted, 0 failed" in text
 
 
 def test_status_shows_pending_batches_and_abandoned_staging(corpus, capsys) -> None:

@@ -1,35 +1,89 @@
-"""The command line: a thin layer over the Python API."""
+"""The command line: a thin layer over the Python API.
+
+Each subcommand is a `_command_*` function that adds its parser and returns its handler, listed in COMMANDS:
+a new subcommand is one function and one entry. Mistakes are one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
+from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING, NoReturn
 
 from servicelogs import __version__, formats
-from servicelogs.errors import ServiceLogsError
+from servicelogs.errors import ServiceLogsError, UsageError
+
+if TYPE_CHECKING:
+    from servicelogs.spec import LogFormat
+    from servicelogs.summary import RunSummary
+
+EXIT_OK = 0
+EXIT_FAILED_OBJECTS = 1
+"""Some objects could not be read: each named in the summary; none of their rows is in the table."""
+EXIT_ERROR = 2
+"""A usage error, or a store operation that kept failing (named with its key; nothing partial is visible)."""
+EXIT_CONCURRENT = 3
+"""Every object is converted, but some batches were committed by a concurrent run (this one dropped its copy)."""
+EXIT_NOTHING_FOUND = 4
+"""The source holds no object of the format: it lists nothing, or no key matches the format's key layouts."""
+
+EPILOG = (
+    "exit status: 0 done (also when nothing was new); 1 some objects could not be read (listed; the next run "
+    "retries them); 2 error (a usage error, or a store operation that kept failing, named with its key; nothing "
+    "partial is visible); 3 done, but a concurrent run committed some of the batches first; 4 the source holds "
+    "no object of the format (it lists nothing, or no key matches the format's key layouts)."
+)
+ENDPOINT_HELP = "S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse's own adds the usage text), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"servicelogs: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="servicelogs",
-        description="AWS service logs into typed, partitioned Parquet tables.",
-        epilog="exit status: 0 done; 1 some objects could not be read (listed; the next run retries them); "
-        "2 error (named operation and key; nothing partial is visible, the next run goes on); "
-        "3 done, but a concurrent run committed some of the batches first.",
+    parser = _Parser(
+        prog="servicelogs", description="AWS service logs into typed, partitioned Parquet tables.", epilog=EPILOG
     )
     parser.add_argument("--version", action="version", version=f"servicelogs {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    handlers = {name: command(sub) for name, command in COMMANDS.items()}
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except ServiceLogsError as e:
+        print(f"servicelogs: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("servicelogs: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader left early (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush says nothing
+        return EXIT_OK
 
-    conv = sub.add_parser("convert", help="convert new source objects into the table")
+
+# -- convert -------------------------------------------------------------------------------------------
+
+
+def _command_convert(sub: argparse._SubParsersAction) -> Handler:
+    conv = sub.add_parser("convert", help="convert new source objects into the table", epilog=EPILOG)
     conv.add_argument("format", help=f"log format: {', '.join(formats.names())}")
-    conv.add_argument("source", help="folder holding the logs (the AWS key layout, any prefix)")
-    conv.add_argument("target", help="folder of the tables: <target>/<format>/ and <target>/<format>_rejects/")
-    conv.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    conv.add_argument(
+        "source", help="where the logs are: a folder or s3://bucket/prefix (the AWS key layout, any prefix)"
+    )
+    conv.add_argument(
+        "target", help="where the tables go: a folder or s3://bucket/prefix (<target>/<table>/, <table>_rejects/)"
+    )
+    conv.add_argument("--workers", type=_positive, default=os.cpu_count(), help="processes (default: all cores)")
     conv.add_argument("--table", help="table name under the target (default: the format name)")
-    conv.add_argument("--json", action="store_true", help="print the summary as JSON, no progress bar")
+    conv.add_argument("--json", action="store_true", help="print the summary as JSON, no progress")
     conv.add_argument("--since", type=_date, help="only objects delivered on or after this date (YYYY-MM-DD)")
     conv.add_argument("--until", type=_date, help="only objects delivered on or before this date (YYYY-MM-DD)")
     conv.add_argument(
@@ -39,92 +93,150 @@ def main(argv: list[str] | None = None) -> int:
         help="a converted key now holding other content: report it and convert nothing (default), or convert "
         "the new content as well",
     )
-    conv.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
-    conv.add_argument("--batch-objects", type=int, help=argparse.SUPPRESS)
+    conv.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    noise = conv.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    noise.add_argument("-v", "--verbose", action="store_true", help="also a line on stderr per object read")
+    conv.add_argument("--batch-objects", type=_positive, help=argparse.SUPPRESS)
     conv.add_argument("--batch-mb", type=float, help=argparse.SUPPRESS)
-
-    stat = sub.add_parser("status", help="show a table's ledger: done objects, pending batches, last runs")
-    stat.add_argument("target", help="folder or s3:// URL of the tables")
-    stat.add_argument("--table", help="table name (default: every table under the target)")
-    stat.add_argument("--json", action="store_true", help="print as JSON")
-    stat.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
-
-    demo = sub.add_parser("demo", help="make a small ALB corpus, convert it and query it with DuckDB")
-    demo.add_argument("--dir", default="servicelogs-demo", help="where to put the corpus and the table")
-
-    sub.add_parser("formats", help="list the log formats")
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "convert":
-            return _convert(args)
-        if args.command == "status":
-            return _status(args)
-        if args.command == "demo":
-            from servicelogs.demo import run_demo
-
-            return run_demo(args.dir)
-        for fmt in formats.all_formats():
-            print(f"{fmt.name:12} {fmt.title}")
-        return 0
-    except ServiceLogsError as e:
-        print(f"servicelogs: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("servicelogs: interrupted", file=sys.stderr)
-        return 130
+    return _convert
 
 
 def _convert(args: argparse.Namespace) -> int:
     import servicelogs
 
-    bar = None if args.json or not sys.stderr.isatty() else ProgressBar()
+    if args.since and args.until and args.since > args.until:
+        raise UsageError(f"--since {args.since} is after --until {args.until}: the window holds no day")
+    fmt = formats.get(args.format)
+    progress = None
+    if args.verbose or not (args.json or args.quiet):  # --json keeps stderr quiet unless -v asks
+        from servicelogs.progress import RunProgress
+
+        progress = RunProgress(sys.stderr, terminal=sys.stderr.isatty(), verbose=args.verbose)
     tuning = {}
     if args.batch_objects:
         tuning["batch_objects"] = args.batch_objects
     if args.batch_mb:
         tuning["batch_bytes"] = int(args.batch_mb * (1 << 20))
-    summary = servicelogs.convert(
-        args.format,
-        args.source,
-        args.target,
-        workers=args.workers,
-        table=args.table,
-        progress=bar.update if bar else None,
-        since=args.since,
-        until=args.until,
-        on_rewrite=args.on_rewrite,
-        endpoint_url=args.endpoint_url,
-        **tuning,
-    )
-    if bar:
-        bar.close()
+    try:
+        summary = servicelogs.convert(
+            fmt.name,
+            args.source,
+            args.target,
+            workers=args.workers,
+            table=args.table,
+            progress=progress,
+            since=args.since,
+            until=args.until,
+            on_rewrite=args.on_rewrite,
+            endpoint_url=args.endpoint_url,
+            **tuning,
+        )
+    finally:
+        if progress:
+            progress.close()
     print(summary.to_json() if args.json else summary.text())
     if not summary.ok:
-        return 1
-    return EXIT_CONCURRENT if summary.batches_lost else 0
+        return EXIT_FAILED_OBJECTS
+    nothing_found = _nothing_found(fmt, summary)
+    if nothing_found:
+        print(f"servicelogs: {nothing_found}", file=sys.stderr)
+        return EXIT_NOTHING_FOUND
+    return EXIT_CONCURRENT if summary.batches_lost else EXIT_OK
 
 
-EXIT_CONCURRENT = 3
-"""Every object is converted, but some batches were committed by a concurrent run (this one dropped its copy)."""
+def _nothing_found(fmt: LogFormat, summary: RunSummary) -> str:
+    """Why the source holds nothing to convert, or "" when it holds objects of the format (even if none is new)."""
+    of_format = summary.objects_new + summary.objects_done_before + summary.objects_outside_window
+    if of_format or summary.rewritten:
+        return ""
+    if not summary.objects_listed:
+        where = f"source {summary.source!r} lists no object"
+    else:
+        where = (
+            f"none of the {summary.objects_listed} objects under {summary.source!r} matches a key layout of "
+            f"{fmt.title} (each is skipped with its reason in the summary)"
+        )
+    return f"nothing to convert: {where}; a key of this format looks like {fmt.key_layouts[0].example}"
+
+
+# -- status --------------------------------------------------------------------------------------------
+
+
+def _command_status(sub: argparse._SubParsersAction) -> Handler:
+    stat = sub.add_parser("status", help="show a table's ledger and its last runs (source, window, outcome)")
+    stat.add_argument("target", help="folder or s3:// URL of the tables")
+    stat.add_argument("--table", help="table name (default: every table under the target)")
+    stat.add_argument("--runs", type=_positive, default=5, help="how many of the last runs to show (default 5)")
+    stat.add_argument("--json", action="store_true", help="print as JSON")
+    stat.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    return _status
 
 
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from servicelogs import ledger
+    from servicelogs import status
     from servicelogs.storage import open_store
 
     store = open_store(args.target)
     if args.endpoint_url and hasattr(store, "s3"):
         store.s3.endpoint_url = args.endpoint_url  # type: ignore[union-attr]
-    names = [args.table] if args.table else ledger.tables(store)
+    names = [args.table] if args.table else status.tables(store)
     if not names:
-        print(f"no servicelogs table under {args.target}", file=sys.stderr)
-        return 1
-    found = [ledger.status(store, name) for name in names]
-    print(json.dumps(found, indent=2) if args.json else "\n".join(ledger.status_text(s) for s in found))
-    return 0
+        raise UsageError(f"no servicelogs table under {args.target}")
+    found = [status.status(store, name, args.runs) for name in names]
+    print(json.dumps(found, indent=2) if args.json else "\n".join(status.status_text(s) for s in found))
+    return EXIT_OK
+
+
+# -- formats, demo -------------------------------------------------------------------------------------
+
+
+def _command_formats(sub: argparse._SubParsersAction) -> Handler:
+    fmts = sub.add_parser("formats", help="list the log formats, or show one: columns, partitions, key layouts")
+    fmts.add_argument("name", nargs="?", help="a format: print its columns, partition columns and key layouts")
+    fmts.add_argument("--json", action="store_true", help="print as JSON")
+    return _formats
+
+
+def _formats(args: argparse.Namespace) -> int:
+    import json
+
+    from servicelogs.render import docs
+
+    if args.name:
+        fmt = formats.get(args.name)
+        print(docs.as_json(fmt) if args.json else docs.as_text(fmt))
+    elif args.json:
+        print(json.dumps([{"name": f.name, "title": f.title} for f in formats.all_formats()], indent=2))
+    else:
+        for fmt in formats.all_formats():
+            print(f"{fmt.name:12} {fmt.title}")
+    return EXIT_OK
+
+
+def _command_demo(sub: argparse._SubParsersAction) -> Handler:
+    demo = sub.add_parser("demo", help="make a small ALB corpus, convert it and query it with DuckDB")
+    demo.add_argument("--dir", default="servicelogs-demo", help="where to put the corpus and the table")
+    return _demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from servicelogs.demo import run_demo
+
+    return run_demo(args.dir)
+
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Handler]] = {
+    "convert": _command_convert,
+    "status": _command_status,
+    "formats": _command_formats,
+    "demo": _command_demo,
+}
+
+
+# -- argument types ------------------------------------------------------------------------------------
 
 
 def _date(text: str) -> date:
@@ -134,32 +246,11 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from e
 
 
-class ProgressBar:
-    """One status line on stderr: objects, MB of log text, rows per second."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.objects = self.source_bytes = self.text_bytes = self.rows = 0
-        self._last = 0.0
-
-    def update(self, source_bytes: int, text_bytes: int, rows: int) -> None:
-        self.objects += 1 if source_bytes else 0
-        self.source_bytes += source_bytes
-        self.text_bytes += text_bytes
-        self.rows += rows
-        now = time.perf_counter()
-        if now - self._last >= 0.25:
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.started, 1e-9)
-        sys.stderr.write(
-            f"\r{self.objects} objects  {self.text_bytes / 1e6:,.1f} MB  {self.rows:,} rows  "
-            f"{self.rows / elapsed:,.0f} rows/s  {self.text_bytes / 1e6 / elapsed:,.1f} MB/s "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        self._draw(time.perf_counter())
-        sys.stderr.write("\n")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (1 or more)")
+    return value

@@ -21,7 +21,7 @@ class UnknownFormatError(UsageError):
     def __init__(self, name: str, known: list[str]) -> None:
         import difflib
 
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name.lower(), known, n=1)  # `ALB` too
         hint = f"; did you mean {close[0]!r}?" if close else ""
         super().__init__(f"unknown log format {name!r} (known: {', '.join(known)}){hint}")
         self.name = name

@@ -30,6 +30,10 @@ class Field:
     `null` is the token AWS writes for "no value" (None: the field always has a value, and a line
     without one is rejected). `choices` limits a field to documented values. `time_format` is a strptime
     pattern for timestamps that are not ISO 8601.
+
+    `athena_name` and `athena_type` say how the Athena DDL AWS publishes for this log names and types the
+    column, where that differs from this declaration (names compared case-insensitively, as Athena does;
+    a type only where AWS gives a typed column that is typed otherwise here, such as epoch seconds as a bigint).
     """
 
     name: str
@@ -38,6 +42,8 @@ class Field:
     null: str | None = "-"
     choices: tuple[str, ...] = ()
     time_format: str | None = None
+    athena_name: str | None = None
+    athena_type: str | None = None
 
 
 class Split(enum.Enum):

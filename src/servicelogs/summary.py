@@ -34,6 +34,8 @@ class RunSummary:
     format: str
     source: str
     target: str
+    since: str = ""  # the window of delivery dates (YYYY-MM-DD, inclusive); empty: unbounded
+    until: str = ""
     objects_listed: int = 0
     objects_converted: int = 0
     objects_skipped: int = 0
@@ -97,7 +99,8 @@ class RunSummary:
 
     def text(self) -> str:
         lines = [
-            f"run {self.run_id}: {self.format} {self.source} -> {self.target}",
+            f"run {self.run_id}: {self.format} {self.source} -> {self.target}"
+            + (f" (delivered {self.since or '…'} to {self.until or '…'})" if self.since or self.until else ""),
             f"  objects: {self.objects_listed} listed, {self.objects_converted} converted, "
             f"{self.objects_skipped} skipped, {self.objects_failed} failed",
             f"  ledger:  {self.objects_done_before} done before, {self.objects_new} new, "

@@ -62,7 +62,7 @@ _progress_queue: multiprocessing.Queue | _CallbackQueue | None = None
 
 class _CallbackQueue:
     def __init__(self, callback: Progress) -> None:
-        self.put = lambda item: callback(*item)
+        self.put = lambda event: local.report(callback, event)
 
 
 @contextlib.contextmanager
@@ -235,14 +235,14 @@ def _add_block(
     if parsed.reject_lines:
         rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
     if _progress_queue is not None:
-        _progress_queue.put((0, parsed.text_bytes, parsed.rows.num_rows))
+        _progress_queue.put(("parsed", obj.key, parsed.text_bytes, parsed.rows.num_rows))
 
 
 def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> None:
     """An object read to its end: its counts join the batch's (a SourceError before leaves them out)."""
     counts.bytes_read = obj.size
     if _progress_queue is not None:
-        _progress_queue.put((obj.size, 0, 0))
+        _progress_queue.put(("object_done", obj.key, obj.size))
     result.notes.update(counts.notes)
     if counts.notes and not counts.lines:
         result.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))

@@ -20,12 +20,13 @@ import resource
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from servicelogs.errors import ConflictError, ServiceLogsError, UsageError
 from servicelogs.ledger import Ledger, State
@@ -34,7 +35,9 @@ from servicelogs.spec import LogFormat
 from servicelogs.storage import LocalStore, Store, open_store
 from servicelogs.summary import ObjectProblem, RunSummary
 
-BATCH_BYTES = 32 << 20  # source bytes per batch: bounds a batch's output files and its redo cost
+BATCH_BYTES = 32 << 20  # most source bytes per batch: bounds a batch's output files and its redo cost
+MIN_BATCH_BYTES = 1 << 20  # fewest: a commit and its files cost about the same whatever the batch's size
+BATCHES_PER_WORKER = 3  # several each, so the workers finish close together
 BATCH_OBJECTS = 2000
 
 
@@ -97,8 +100,29 @@ class BatchResult:
     lost: list[str] = field(default_factory=list)  # batches another run committed first
 
 
-Progress = Callable[[int, int, int], None]  # (source bytes, text bytes, rows) since the last call
+class Progress(Protocol):
+    """What a run reports as it goes (`servicelogs.progress` draws it). Called in the run's process only: the
+    workers' reports reach it as events through a queue (see `report`)."""
+
+    def planned(self, objects: int, source_bytes: int) -> None:
+        """Once, after listing: the objects this run will convert and their size in the source (compressed)."""
+
+    def parsed(self, key: str, text_bytes: int, rows: int) -> None:
+        """A block of the object's log text was parsed into rows and rejects."""
+
+    def object_done(self, key: str, source_bytes: int) -> None:
+        """An object was read to its end (a batch redone after another object failed reads it again)."""
+
+
+ProgressEvent = tuple[str, str, int] | tuple[str, str, int, int]  # a Progress method's name and its arguments
+
+
+def report(progress: Progress, event: ProgressEvent) -> None:
+    getattr(progress, event[0])(*event[1:])
+
+
 REWRITE_POLICIES = ("report", "convert")
+INTERRUPTED = "interrupted (Ctrl-C or SIGINT)"  # a run summary's error when the run was stopped by the user
 
 
 def run(
@@ -112,7 +136,7 @@ def run(
     since: date | None = None,
     until: date | None = None,
     on_rewrite: str = "report",
-    batch_bytes: int = BATCH_BYTES,
+    batch_bytes: int | None = None,
     batch_objects: int = BATCH_OBJECTS,
 ) -> RunSummary:
     """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
@@ -131,7 +155,7 @@ def run(
     claim_table(store, layout, fmt.name)
     ledger = Ledger(store, layout.state)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-    summary = RunSummary(run_id, fmt.name, str(source), store.url)
+    summary = RunSummary(run_id, fmt.name, str(source), store.url, since=_iso(since), until=_iso(until))
     summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
     tuning = (batch_bytes, batch_objects)
 
@@ -139,9 +163,9 @@ def run(
         with store.lease(run_id, ledger.runs):
             try:
                 _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
-            except ServiceLogsError as e:
+            except (ServiceLogsError, KeyboardInterrupt) as e:
                 # Recorded for `servicelogs status`, best effort: the store may be what failed.
-                summary.error = str(e)
+                summary.error = str(e) if isinstance(e, ServiceLogsError) else INTERRUPTED
                 with contextlib.suppress(ServiceLogsError):
                     store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
                 raise
@@ -228,7 +252,7 @@ def _run(
     since: date | None,
     until: date | None,
     on_rewrite: str,
-    tuning: tuple[int, int],
+    tuning: tuple[int | None, int],
 ) -> None:
     run_id = summary.run_id
     state = ledger.load()
@@ -236,9 +260,11 @@ def _run(
     summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
     summary.identities_migrated = migrate_identities(ledger, state, run_id)
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
-    batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning))
+    workers = workers or os.cpu_count() or 1
+    batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning, workers=workers))
+    _report_plan(progress, batches)
     tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-    for result in _execute(tasks, workers or os.cpu_count() or 1, progress, summary):
+    for result in _execute(tasks, workers, progress, summary):
         _add(summary, result)
     summary.objects_failed = len(summary.failed)
     ledger.catch_up(state)
@@ -414,9 +440,12 @@ def _add(summary: RunSummary, result: BatchResult) -> None:
 
 
 def plan_batches(
-    objects: list[Item], batch_bytes: int = BATCH_BYTES, batch_objects: int = BATCH_OBJECTS
+    objects: list[Item], batch_bytes: int | None = None, batch_objects: int = BATCH_OBJECTS, *, workers: int = 1
 ) -> Iterator[tuple[Item, ...]]:
-    """Sorted by key, cut at batch_bytes or batch_objects: the same listing always gives the same batches."""
+    """Sorted by key, cut at batch_bytes (default: `batch_size` for these objects) or batch_objects: the same
+    listing and workers always give the same batches."""
+    if batch_bytes is None:
+        batch_bytes = batch_size(sum(obj.size for obj, _ in objects), workers)
     batch: list[Item] = []
     size = 0
     for item in sorted(objects, key=lambda item: item[0].key):
@@ -427,6 +456,18 @@ def plan_batches(
         size += item[0].size
     if batch:
         yield tuple(batch)
+
+
+def batch_size(total_bytes: int, workers: int) -> int:
+    """Source bytes per batch: BATCHES_PER_WORKER batches for each worker, so every core has work whatever the
+    input's size, within MIN_BATCH_BYTES (a small run stays a few batches, so a few commits) and BATCH_BYTES."""
+    share = -(-total_bytes // (max(workers, 1) * BATCHES_PER_WORKER))
+    return max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
+
+
+def _report_plan(progress: Progress | None, batches: list[tuple[Item, ...]]) -> None:
+    if progress:
+        progress.planned(sum(map(len, batches)), sum(obj.size for batch in batches for obj, _ in batch))
 
 
 def batch_id(objects: tuple[Item, ...]) -> str:
@@ -522,7 +563,11 @@ def _drain(q: multiprocessing.Queue, progress: Progress | None) -> None:
         except queue.Empty:
             return
         if progress:
-            progress(*item)
+            report(progress, item)
+
+
+def _iso(day: date | None) -> str:
+    return day.isoformat() if day else ""
 
 
 def _cpu_seconds() -> float:

@@ -105,7 +105,7 @@ TOKENS = (
         quoted=True,
     ),
     _one("redirect_url", "24", doc="Location header of a redirect response.", quoted=True),
-    _one("error_reason", "25", doc="Error reason code (AWS's Athena DDL calls it lambda_error_reason).", quoted=True),
+    _one("error_reason", "25", doc="Error reason code.", quoted=True, athena_name="lambda_error_reason"),
     _one(
         "target_port_list", "27", doc="Space-separated ip:port of the targets that processed the request.", quoted=True
     ),

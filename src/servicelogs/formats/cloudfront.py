@@ -71,7 +71,13 @@ TOKENS = (
     _one("cs-protocol", "request_protocol", "18", doc="Protocol of the viewer request (http, https, ws, wss)."),
     _one("cs-bytes", "request_bytes", "18", BIGINT, "Bytes of the viewer request, headers included."),
     _one("time-taken", "time_taken", "19", DOUBLE, "Seconds from receiving the request to sending the response."),
-    _one("x-forwarded-for", "forwarded_for", "23", doc="X-Forwarded-For of the viewer, when it came via a proxy."),
+    _one(
+        "x-forwarded-for",
+        "forwarded_for",
+        "23",
+        doc="X-Forwarded-For of the viewer, when it came via a proxy.",
+        athena_name="xforwarded_for",
+    ),
     _one("ssl-protocol", "ssl_protocol", "23", doc="TLS protocol of an HTTPS request."),
     _one("ssl-cipher", "ssl_cipher", "23", doc="TLS cipher of an HTTPS request."),
     _one("x-edge-response-result-type", "response_result_type", "23", doc="Result type as the response left."),
@@ -95,6 +101,7 @@ TIME = Field(
     "When the edge finished the response (UTC): the log's `date` and `time` fields as one timestamp. The event time.",
     null=None,
     time_format="%Y-%m-%d %H:%M:%S",
+    athena_type="string, the time of day alone (the day is its own column, `date` DATE)",
 )
 
 # The prefix a user sets is free text (`logs/`, `cf-`): the name is told by its end, the distribution id by its E.

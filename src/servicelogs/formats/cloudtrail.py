@@ -94,13 +94,15 @@ ADDENDUM = StructOf(
 )
 
 
-def _key(key: str, type_=STRING, doc: str = "", *, column: str | None = None, required: bool = False) -> JsonKey:
+def _key(key: str, type_=STRING, doc: str = "", *, column: str | None = None, required: bool = False, **kw) -> JsonKey:
     # In JSON "no value" is null or an absent key; null=None marks a key every record must have.
-    return JsonKey(key, Field(column or key, type_, doc, null=None if required else "null"))
+    return JsonKey(key, Field(column or key, type_, doc, null=None if required else "null", **kw))
 
 
-def _json(key: str, doc: str) -> JsonKey:
-    return _key(key, JSON, doc + " JSON text, as written; null when absent or null.", column=f"json_{key}")
+def _json(key: str, doc: str, *, in_athena: bool = True) -> JsonKey:
+    # AWS's Athena DDL names these columns by their key (lowercased) and types them STRING.
+    text = doc + " JSON text, as written; null when absent or null."
+    return _key(key, JSON, text, column=f"json_{key}", athena_name=key.lower() if in_athena else None)
 
 
 KEYS = (
@@ -108,7 +110,9 @@ KEYS = (
     # without a generation is counted under "no eventVersion".
     _key("eventVersion", doc="Version of the record format (1.0 … 1.11): the record's generation."),
     _key("userIdentity", USER_IDENTITY, "Who made the request: the documented members of userIdentity."),
-    _json("userIdentity", "The whole userIdentity element (members not in the struct column included)."),
+    _json(
+        "userIdentity", "The whole userIdentity element (members not in the struct column included).", in_athena=False
+    ),
     _key("eventTime", TIMESTAMP, "When the request completed (UTC). The event time.", required=True),
     _key("eventSource", doc="Service the request was made to (ec2.amazonaws.com)."),
     _key("eventName", doc="The requested action (an API operation name)."),
@@ -141,7 +145,9 @@ KEYS = (
     _key("sessionCredentialFromConsole", BOOLEAN, "Whether the session credentials came from the console."),
     _json("edgeDeviceDetails", "Edge device of the request (Snow family)."),
     _key("tlsDetails", TLS_DETAILS, "TLS version, cipher suite and host header of the request."),
-    _json("insightDetails", "Insights events: state, event source and name, insight type and statistics."),
+    _json(
+        "insightDetails", "Insights events: state, event source and name, insight type and statistics.", in_athena=False
+    ),
 )
 
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)"
