@@ -76,7 +76,7 @@ class EmbeddedCatalog(Catalog):
             )
             self._con.execute(
                 f"CREATE TABLE IF NOT EXISTS {META}.partitions (database VARCHAR, table_name VARCHAR, "
-                "vals VARCHAR[], location VARCHAR, PRIMARY KEY (database, table_name, location))"
+                "vals VARCHAR[], location VARCHAR)"
             )
             self._con.execute(
                 f"CREATE TABLE IF NOT EXISTS {META}.marks (database VARCHAR, table_name VARCHAR, seq BIGINT, "
@@ -163,8 +163,8 @@ class EmbeddedCatalog(Catalog):
 
     def add_partitions(self, database: str, table: str, partitions: Sequence[Partition]) -> int:
         self._require(database, table, "add partitions to")
-        existing = {p.location for p in self.list_partitions(database, table)}
-        new = sorted({p for p in partitions if p.location not in existing})
+        existing = {p.values for p in self.list_partitions(database, table)}
+        new = sorted({p.values: p for p in partitions if p.values not in existing}.values())
         with self._errors("add partitions to", f"{database}.{table}"):
             if new:
                 self.con.executemany(
