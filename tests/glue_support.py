@@ -6,16 +6,15 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 from s3_support import ENV, start_moto
 
 
-@pytest.fixture(scope="session")
-def moto_glue():
-    """A boto3 Glue client talking HTTP to a moto server on a free port, stopped after the session."""
+def glue_server() -> Iterator[Any]:
+    """A boto3 Glue client talking HTTP to a moto server on a free port, stopped at the end (a fixture's body)."""
     import boto3
 
     proc, port = start_moto()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from catalog_support import write_corpus
 from conftest import read_table
-from glue_support import StrictGlue, fresh_database, moto_glue  # noqa: F401 - a fixture
+from glue_support import StrictGlue, fresh_database, glue_server
 
 import servicelogs
 from servicelogs import formats
@@ -37,6 +37,11 @@ from servicelogs.storage import LocalStore
 
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
 ALB = formats.get("alb")
+
+
+@pytest.fixture(scope="module")
+def moto_glue():
+    yield from glue_server()
 
 
 @pytest.fixture(params=["embedded", "glue"])

@@ -54,12 +54,29 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("formats", help="list the log formats")
 
+    ddl = sub.add_parser("ddl", help="print Athena CREATE statements for a format's raw, converted and rejects tables")
+    ddl.add_argument("format", help=f"log format: {', '.join(formats.names())}")
+    ddl.add_argument("--location", default="s3://<bucket>/<lake>", help="the tables' folder (the convert target)")
+    ddl.add_argument("--source", default="s3://<bucket>/<logs>", help="where the logs lie (the raw table)")
+    ddl.add_argument("--table", help="table name (default: the format name)")
+    ddl.add_argument("--database", default="", help="database to qualify the tables with")
+    ddl.add_argument("--projection", action="store_true", help="partition projection instead of partitions")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "convert":
             return _convert(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "ddl":
+            from servicelogs.render.hive import create_statements
+
+            fmt = formats.get(args.format)
+            statements = create_statements(
+                fmt, args.location, args.source, args.table or fmt.name, args.database, args.projection
+            )
+            print("\n\n".join(statements))
+            return 0
         if args.command == "demo":
             from servicelogs.demo import run_demo
 

@@ -192,14 +192,19 @@ def _identifier(name: str) -> str:
     return re.sub(r"\W", "_", name).lower()
 
 
+def _regex_literal(delimiter: str) -> str:
+    """The delimiter in a regex, readable (a space stays a space, a tab is \\t)."""
+    return {" ": " ", "\t": "\\t"}.get(delimiter, re.escape(delimiter))
+
+
 def _token_regex(t: Token, delimiter: str) -> str:
     """One capturing group per field of the token."""
-    d = re.escape(delimiter)
+    d = _regex_literal(delimiter)
     word = f"[^{d}]*"
     if t.split is Split.HOST_PORT:
         return f"({word})[:-]([0-9]*)"
     if t.split is Split.HTTP_REQUEST:
-        return f'"({word}) ([^"]*) (- |[^{d}"]*)"'
+        return f'"({word}) ([^"]*?) ([^{d}"]*){d}?"'
     if t.quoted:
         return '"([^"]*)"'
     return "(" + d.join([word] * t.pieces) + ")"
@@ -208,7 +213,7 @@ def _token_regex(t: Token, delimiter: str) -> str:
 def line_regex(g: Delimited) -> str:
     """The whole-line regex of the raw table: one group per field (Java and RE2 alike), each later
     generation's tokens optional, trailing fields AWS appends later ignored."""
-    d = re.escape(g.delimiter)
+    d = _regex_literal(g.delimiter)
     out = ""
     for gen in reversed(g.generations):
         tokens = [_token_regex(t, g.delimiter) for t in g.tokens if t.since == gen.name]
@@ -331,6 +336,24 @@ def create_table_sql(table: TableDef, database: str = "", projection: bool = Fal
         props = ",\n".join(f"  {_quote(k)} = {_quote(v)}" for k, v in params.items())
         lines.append(f"TBLPROPERTIES (\n{props}\n)")
     return "\n".join(lines) + ";"
+
+
+def add_partition_sql(table: TableDef, values: tuple[str, ...], location: str, database: str = "") -> str:
+    qualified = f"`{database}`.`{table.name}`" if database else f"`{table.name}`"
+    spec = ", ".join(f"`{k.name}` = {_quote(v)}" for k, v in zip(table.partition_keys, values, strict=True))
+    return f"ALTER TABLE {qualified} ADD IF NOT EXISTS PARTITION ({spec}) LOCATION {_quote(location)}"
+
+
+def create_statements(
+    fmt: LogFormat, lake: str, source: str, table: str, database: str = "", projection: bool = False
+) -> list[str]:
+    """Athena's CREATE statements for a source's raw, converted and rejects tables (`servicelogs ddl`)."""
+    lake = lake.rstrip("/")
+    return [
+        create_table_sql(raw_table(fmt, f"{table}_raw", source), database, projection),
+        create_table_sql(converted_table(fmt, table, f"{lake}/{table}"), database, projection),
+        create_table_sql(rejects_table(f"{table}_rejects", f"{lake}/{table}_rejects"), database),
+    ]
 
 
 # -- Glue ----------------------------------------------------------------------------------------------------
