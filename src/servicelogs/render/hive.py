@@ -202,12 +202,16 @@ def _token_regex(t: Token, delimiter: str) -> str:
     d = _regex_literal(delimiter)
     word = f"[^{d}]*"
     if t.split is Split.HOST_PORT:
-        return f"({word})[:-]([0-9]*)"
+        return f"(-|{word}?):?([0-9]*)"  # lazy: the port is the digits after the last colon
     if t.split is Split.HTTP_REQUEST:
         return f'"({word}) ([^"]*?) ([^{d}"]*){d}?"'
     if t.quoted:
         return '"([^"]*)"'
     return "(" + d.join([word] * t.pieces) + ")"
+
+
+APPENDED_FIELDS = "(?: .*)?"
+"""The end of a line regex: fields AWS appends after the last declared one (with the grammar's delimiter)."""
 
 
 def line_regex(g: Delimited) -> str:
@@ -219,7 +223,7 @@ def line_regex(g: Delimited) -> str:
         tokens = [_token_regex(t, g.delimiter) for t in g.tokens if t.since == gen.name]
         joined = d.join(tokens) + out
         out = joined if gen is g.generations[0] else f"(?:{d}{joined})?"
-    return f"{out}(?:{d}.*)?"
+    return out + APPENDED_FIELDS.replace(" ", d)
 
 
 def header_lines(g: HeaderDelimited) -> int:
