@@ -40,8 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         "the new content as well",
     )
     conv.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
+    conv.add_argument(
+        "--catalog",
+        choices=("duckdb", "glue", "none"),
+        help="register the raw, converted and rejects tables: duckdb (the default for a local target: "
+        "<target>/catalog.duckdb), glue (AWS Glue Data Catalog) or none",
+    )
+    conv.add_argument("--database", help="catalog database (default: main in duckdb, servicelogs in glue)")
+    conv.add_argument("--projection", action="store_true", help="Athena partition projection, no partitions")
     conv.add_argument("--batch-objects", type=int, help=argparse.SUPPRESS)
     conv.add_argument("--batch-mb", type=float, help=argparse.SUPPRESS)
+
+    run = sub.add_parser("run", help="convert every log source a TOML config file names")
+    run.add_argument("--config", required=True, help="TOML file of [[source]] tables (see docs/catalogs.md)")
+    run.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
     stat = sub.add_parser("status", help="show a table's ledger: done objects, pending batches, last runs")
     stat.add_argument("target", help="folder or s3:// URL of the tables")
@@ -68,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return _convert(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "run":
+            return _run_config(args)
         if args.command == "ddl":
             from servicelogs.render.hive import create_statements
 
@@ -112,6 +126,9 @@ def _convert(args: argparse.Namespace) -> int:
         until=args.until,
         on_rewrite=args.on_rewrite,
         endpoint_url=args.endpoint_url,
+        catalog=args.catalog,
+        database=args.database,
+        projection=args.projection,
         **tuning,
     )
     if bar:
@@ -120,6 +137,31 @@ def _convert(args: argparse.Namespace) -> int:
     if not summary.ok:
         return 1
     return EXIT_CONCURRENT if summary.batches_lost else 0
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    import json
+
+    from servicelogs import config
+
+    results = config.run_all(config.load(args.config))
+    worst = 0
+    out = []
+    for source, result in results:
+        if isinstance(result, ServiceLogsError):
+            worst = 2
+            out.append({"name": source.name, "error": str(result)})
+            if not args.json:
+                print(f"[{source.name}] error: {result}")
+            continue
+        code = 1 if not result.ok else EXIT_CONCURRENT if result.batches_lost else 0
+        worst = max(worst, code)
+        out.append({"name": source.name, **result.to_dict()})
+        if not args.json:
+            print(f"[{source.name}] " + result.text())
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return worst
 
 
 EXIT_CONCURRENT = 3
