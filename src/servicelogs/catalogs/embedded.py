@@ -1,7 +1,7 @@
 """The embedded catalog: one DuckDB database file beside the tables (`<target>/catalog.duckdb`).
 
 A database of the contract is a DuckDB schema (`main` by default, so `duckdb lake/catalog.duckdb` then
-`FROM alb` just works); each table is a view rendered by `servicelogs.render.duckdb` (plain SQL, no UDF:
+`FROM <table>` just works); each table is a view rendered by `servicelogs.render.duckdb` (plain SQL, no UDF:
 the `duckdb` command line reads it). Registered partitions and the ledger mark live in the schema
 `servicelogs_catalog`. Globs find new Parquet files by themselves, so a view never waits for a
 partition; the partitions are kept for the contract and for `list_partitions`.
