@@ -173,14 +173,19 @@ def _source(path: Path, lines: _Lines, merged: dict, entry: dict, defaults: dict
 
 def run_all(sources: list[SourceConfig], *, workers: int | None = None) -> list[tuple[SourceConfig, Any]]:
     """Convert every source, as many at once as there are cores; returns (source, RunSummary or the
-    ServiceLogsError that stopped it) in the file's order."""
+    ServiceLogsError that stopped it) in the file's order. Sources sharing an embedded catalog (one DuckDB
+    file, which one writer holds at a time) run one after the other."""
     from concurrent.futures import ThreadPoolExecutor
 
     import servicelogs
     from servicelogs.errors import ServiceLogsError
 
+    groups: dict[str, list[SourceConfig]] = {}
+    for i, s in enumerate(sources):
+        embedded = s.catalog == "duckdb" or (s.catalog is None and "://" not in s.target)
+        groups.setdefault(os.path.abspath(s.target) if embedded else f"#{i}", []).append(s)
     cores = workers or os.cpu_count() or 1
-    at_once = max(1, min(len(sources), cores))
+    at_once = max(1, min(len(groups), cores))
 
     def one(s: SourceConfig) -> Any:
         try:
@@ -200,4 +205,6 @@ def run_all(sources: list[SourceConfig], *, workers: int | None = None) -> list[
             return e
 
     with ThreadPoolExecutor(at_once) as pool:
-        return list(zip(sources, pool.map(one, sources), strict=True))
+        ran = pool.map(lambda group: [(id(s), one(s)) for s in group], groups.values())
+        done = {sid: result for group in ran for sid, result in group}
+    return [(s, done[id(s)]) for s in sources]

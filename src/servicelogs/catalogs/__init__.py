@@ -29,7 +29,6 @@ from servicelogs.catalogs.base import (
     Table,
 )
 from servicelogs.errors import UsageError
-from servicelogs.sources import delivery_date
 from servicelogs.spec import HeaderDelimited, LogFormat
 
 if TYPE_CHECKING:
@@ -108,34 +107,22 @@ def converted_partition(fmt: LogFormat, table_location: str, visible_key: str) -
 
 
 def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
-    """The raw table's partition of source object `key`, or why it has none."""
+    """The raw table's partition of source object `key` (its folder), or why it has none."""
     from servicelogs.render.hive import raw_partition_keys, raw_partition_template
 
-    keys = raw_partition_keys(fmt)
-    groups = fmt.match_key(key) or {}
-    day = delivery_date(key, groups)
-    values = {"region": groups.get("region", ""), **({} if day is None else _date_values(day))}
-    if any(not values.get(k) for k in keys):
-        return f"{key}: its key names no {'/'.join(keys)} for the raw table's partitions"
     template = raw_partition_template(fmt)
-    pattern = re.escape(template)
-    for k in keys:
-        pattern = pattern.replace(re.escape("${" + k + "}"), re.escape(values[k]))
-    pattern = re.sub(r"\\\$\\\{\w+\\\}", "[^/]+", pattern)  # the layout's other folders (a bucket name)
+    pattern = re.sub(r"\\\$\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
     directory = posixpath.dirname(key)
-    if not re.search(f"(?:^|/){pattern}$", directory):
+    m = re.search(f"(?:^|/){pattern}$", directory)
+    if m is None:
         return f"{key}: not in the folders of the partitioned key layout ({template})"
-    return Partition(tuple(values[k] for k in keys), f"{raw.location.rstrip('/')}/{directory}/")
+    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{raw.location.rstrip('/')}/{directory}/")
 
 
 def _absolute(location: str) -> str:
     """A location as catalogs must hold it: an URL, or an absolute path (DuckDB resolves a relative one
     against the working directory, not the database file)."""
     return location.rstrip("/") if "://" in location else os.path.abspath(location)
-
-
-def _date_values(day: object) -> dict[str, str]:
-    return {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}  # type: ignore[attr-defined]
 
 
 def read_header(fmt: LogFormat, source: Source, key: str) -> tuple[tuple[str, ...] | None, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from servicelogs.render.hive import line_regex
+from servicelogs.render.hive import line_regex, token_column
 from servicelogs.spec import (
     EPOCH_SECONDS,
     REJECT_FIELDS,
@@ -156,7 +156,7 @@ def raw_select(fmt: LogFormat, root: str | None, header: tuple[str, ...] | None 
             if len(token.fields) == 1:
                 cols.append(_typed(token.fields[0], f"t[{i}]") + f" AS {ident(token.fields[0].name)}")
             else:
-                cols.append(f"t[{i}] AS {ident(_token_column(name))}")
+                cols.append(f"t[{i}] AS {ident(token_column(name))}")
         return (
             f"SELECT {', '.join(cols)}, source_key FROM (SELECT string_split(line, {literal(g.delimiter)}) AS t, "
             f"{_source_key(root)} FROM {_lines(glob)} WHERE {keep} AND NOT regexp_matches(line, {literal(skip)}))"
@@ -179,11 +179,6 @@ def raw_select(fmt: LogFormat, root: str | None, header: tuple[str, ...] | None 
     raise TypeError(f"no raw view for grammar {type(g).__name__}")
 
 
-def _token_column(name: str) -> str:
-    """The column of a token that is no field of its own (part of a join): its name as an identifier."""
-    return re.sub(r"\W", "_", name).lower()
-
-
 def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
     """The raw view's columns (names and DuckDB types), source_key last."""
     g = fmt.grammar
@@ -196,7 +191,7 @@ def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> list[t
             if len(token.fields) == 1:
                 cols.append((token.fields[0].name, duckdb_type(token.fields[0].type)))
             else:
-                cols.append((_token_column(name), "VARCHAR"))
+                cols.append((token_column(name), "VARCHAR"))
     elif isinstance(g, JsonRecords):
         cols = [(k.field.name, duckdb_type(k.field.type)) for k in g.keys]
     else:

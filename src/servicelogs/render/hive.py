@@ -145,22 +145,28 @@ def raw_type(f: Field) -> str:
     return hive_type(f.type)
 
 
+_PARTITION_START = ("region", "year", "month", "day")
+
+
+def _layout_folders(fmt: LogFormat) -> str:
+    """The folders of the format's main key layout, from its first region or date folder on ('' if none)."""
+    template = fmt.key_layouts[0].template
+    folders = template.rsplit("/", 1)[0] if "/" in template else ""
+    starts = [folders.index("{" + k + "}") for k in _PARTITION_START if "{" + k + "}" in folders]
+    return folders[min(starts) :] if starts else ""
+
+
 def raw_partition_keys(fmt: LogFormat) -> tuple[str, ...]:
-    """Partition keys of the raw table: those of region and delivery date that are folders of the format's
-    main key layout (none when its objects share one folder)."""
-    folders = fmt.key_layouts[0].template.rsplit("/", 1)[0] if "/" in fmt.key_layouts[0].template else ""
-    return tuple(k for k in ("region", "year", "month", "day") if "{" + k + "}" in folders)
+    """Partition keys of the raw table: the folders of the format's main key layout from its region or
+    date on (a folder the layout names otherwise, such as a bucket, is a key too); none when the objects
+    share one folder."""
+    return tuple(re.findall(r"\{(\w+)\}", _layout_folders(fmt)))
 
 
 def raw_partition_template(fmt: LogFormat) -> str:
-    """The main key layout's folders, with the partition keys as `${key}` and everything else as it is
-    for the table's objects (the prefix up to the first partition key is part of the table location)."""
-    keys = raw_partition_keys(fmt)
-    if not keys:
-        return ""
-    folders = fmt.key_layouts[0].template.rsplit("/", 1)[0]
-    start = min(folders.index("{" + k + "}") for k in keys)
-    return re.sub(r"\{(\w+)\}", r"${\1}", folders[start:])
+    """Those folders with `${key}` for each key (Athena's `storage.location.template` syntax); the prefix
+    before them is the raw table's location."""
+    return re.sub(r"\{(\w+)\}", r"${\1}", _layout_folders(fmt))
 
 
 def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> tuple[Column, ...]:
@@ -177,7 +183,7 @@ def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> tuple[
             if len(token.fields) == 1:
                 out.append(Column(token.fields[0].name, raw_type(token.fields[0]), token.fields[0].doc))
             else:
-                out.append(Column(_identifier(name), "string"))
+                out.append(Column(token_column(name), "string"))
         return tuple(out)
     if isinstance(g, JsonRecords):
         seen: dict[str, Column] = {}
@@ -188,7 +194,8 @@ def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> tuple[
     raise TypeError(f"no raw table for grammar {type(g).__name__}")
 
 
-def _identifier(name: str) -> str:
+def token_column(name: str) -> str:
+    """The column of a token that is no field of its own (part of a join): its name as an identifier."""
     return re.sub(r"\W", "_", name).lower()
 
 
@@ -236,7 +243,10 @@ def raw_table(
     fmt: LogFormat, name: str, location: str, header: tuple[str, ...] | None = None, skip_lines: int | None = None
 ) -> TableDef:
     g = fmt.grammar
-    keys = tuple(Column(k, "string", PARTITION_FIELDS[k].doc) for k in raw_partition_keys(fmt))
+    keys = tuple(
+        Column(k, "string", PARTITION_FIELDS[k].doc if k in PARTITION_FIELDS else "From the object key.")
+        for k in raw_partition_keys(fmt)
+    )
     template = raw_partition_template(fmt)
     base = {"classification": "text"}
     if isinstance(g, Delimited):
