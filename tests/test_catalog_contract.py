@@ -4,6 +4,7 @@ then through real conversions of every declared format."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import shutil
@@ -33,6 +34,8 @@ from servicelogs.catalogs.base import (
 from servicelogs.catalogs.embedded import EmbeddedCatalog
 from servicelogs.catalogs.glue import GlueCatalog
 from servicelogs.ledger import Ledger
+from servicelogs.render import duckdb as render_duckdb
+from servicelogs.render import hive
 from servicelogs.render.hive import raw_partition_keys
 from servicelogs.storage import LocalStore
 
@@ -155,9 +158,38 @@ def test_a_convert_registers_all_three_tables_and_their_partitions(catalog, tmp_
     else:
         assert raw_parts == []
     assert cat.mark(db, name) == summary.ledger_head == 1
+    if isinstance(cat, GlueCatalog):  # the raw table reads the objects with the SerDe rendered for them
+        sd = cat.glue.get_table(DatabaseName=db, Name=f"{name}_raw")["Table"]["StorageDescriptor"]
+        rendered = hive.raw_table(fmt, f"{name}_raw", str(src.resolve()), header=_header(fmt))
+        assert sd["SerdeInfo"]["SerializationLibrary"] == rendered.serde
+        assert sd["SerdeInfo"]["Parameters"] == rendered.serde_parameters
+        assert [c["Name"] for c in sd["Columns"]] == [c.name for c in rendered.columns]
 
     again = servicelogs.convert(name, src, lake, workers=1, catalog=cat, database=db)
     assert again.objects_new == 0 and again.catalog["partitions_added"] == 0
+
+
+def _header(fmt):
+    from servicelogs.spec import HeaderDelimited
+
+    return fmt.grammar.default if isinstance(fmt.grammar, HeaderDelimited) else None
+
+
+def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, tmp_path):
+    from catalog_support import header_lines
+
+    cat, db = catalog
+    fmt = formats.get("vpc_flow")
+    src, lake = tmp_path / "src", tmp_path / "lake"
+    (key,) = write_corpus(fmt, src)
+    other = key.replace("fe123456", "fe999999")
+    custom = ("version", "srcaddr", "dstaddr", "start", "end", "action", "log-status", "account-id", "interface-id")
+    lines = [*header_lines(fmt, custom), "2 10.0.0.1 10.0.0.2 1418530010 1418530070 ACCEPT OK 123456789010 eni-1"]
+    (src / other).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    summary = servicelogs.convert("vpc_flow", src, lake, workers=1, catalog=cat, database=db)
+    assert summary.rows == 2
+    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [other]
+    assert "header differs" in summary.catalog["problems"][0]
 
 
 # -- the embedded catalog with the real duckdb command line -------------------------------------------------
@@ -198,7 +230,7 @@ def test_the_duckdb_cli_queries_the_three_views_from_any_directory(tmp_path, nam
     assert [r[fmt.partitions[-1]] for r in rows] == [r[fmt.partitions[-1]] for r in engine]
     assert all(len(r["day"]) == 2 for r in rows), "day stays two digits"
     raw = duckdb_cli(db_file, f'SELECT CAST("{event}" AS VARCHAR) AS t FROM {name}_raw ORDER BY 1', elsewhere)
-    if any(f.name == event for t in getattr(fmt.grammar, "tokens", ()) for f in t.fields):
+    if (event, "TIMESTAMP WITH TIME ZONE") in render_duckdb.raw_columns(fmt):
         assert sorted(r["t"] for r in raw) == sorted(r["t"] for r in rows), "the raw view parses the same times"
     else:
         assert len(raw) == len(rows)

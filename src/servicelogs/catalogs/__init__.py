@@ -24,6 +24,7 @@ from servicelogs.catalogs.base import (
     RAW,
     REJECTS,
     Catalog,
+    CatalogConflictError,
     CatalogError,
     Partition,
     Table,
@@ -225,7 +226,13 @@ def sync(
                     names.database, names.raw_table, sorted(by_values.values())
                 )
     if result.mark > mark:
-        catalog.set_mark(names.database, names.table, result.mark)
+        for attempt in range(3):  # a concurrent run updated the table (its version moved on): read again
+            try:
+                catalog.set_mark(names.database, names.table, result.mark)
+                break
+            except CatalogConflictError:
+                if attempt == 2:
+                    raise
     result.commits_registered = len(commits)
     return result
 
