@@ -269,21 +269,26 @@ def test_a_shell_holding_the_catalog_fails_no_convert_and_the_next_run_catches_u
         cat.close()
 
 
-def test_a_run_killed_between_its_commit_and_the_catalog_is_repaired_by_the_next(tmp_path):
+@pytest.mark.parametrize("point", ["register in the catalog", "advance the catalog mark"])
+def test_a_run_killed_between_its_commit_and_the_catalog_is_repaired_by_the_next(tmp_path, point):
     src, lake = tmp_path / "src", tmp_path / "lake"
     write_corpus(ALB, src)
     log = tmp_path / "points.log"
     cli = [sys.executable, "-m", "servicelogs", "convert", "alb", str(src), str(lake), "--workers", "1"]
     subprocess.run(cli, env={**os.environ, "SERVICELOGS_CRASH_LOG": str(log)}, check=True, capture_output=True)
     points = [line.split("\t") for line in log.read_text().splitlines()]
-    at = next(n for n, _, name in points if name == "register in the catalog")
+    at = next(n for n, _, name in points if name == point)
     shutil.rmtree(lake)
     killed = subprocess.run(cli, env={**os.environ, "SERVICELOGS_CRASH_AT": at}, capture_output=True)
     assert killed.returncode == -9
     assert Ledger(LocalStore(lake), "_servicelogs/alb").load().head == 1, "the data commit came first"
-    assert not (lake / "catalog.duckdb").exists()
+    if point == "register in the catalog":
+        assert not (lake / "catalog.duckdb").exists()
     repaired = servicelogs.convert("alb", src, lake, workers=1)
     assert repaired.objects_new == 0 and repaired.catalog["commits_registered"] == 1
+    # Killed before the mark: its partitions were in, and adding them again adds nothing.
+    fresh = len(_ledger_partitions(lake, "alb")) + 1  # the converted table's and the raw table's one
+    assert repaired.catalog["partitions_added"] == (0 if point == "advance the catalog mark" else fresh)
     cat = EmbeddedCatalog(lake / "catalog.duckdb")
     try:
         assert {p.values for p in cat.list_partitions("main", "alb")} == _ledger_partitions(lake, "alb")

@@ -226,6 +226,9 @@ def sync(
                     names.database, names.raw_table, sorted(by_values.values())
                 )
     if result.mark > mark:
+        from servicelogs import crash
+
+        crash.point("advance the catalog mark")
         for attempt in range(3):  # a concurrent run updated the table (its version moved on): read again
             try:
                 catalog.set_mark(names.database, names.table, result.mark)
@@ -271,6 +274,8 @@ def registrar(
             summary.catalog |= asdict(result)
         except CatalogError as e:
             summary.catalog["error"] = str(e)
+        except Exception as e:
+            summary.catalog["error"] = f"{type(e).__name__}: {e}"
         finally:
             if isinstance(catalog, str):
                 opened.close()

@@ -152,8 +152,8 @@ def raw_select(fmt: LogFormat, root: str | None, header: tuple[str, ...] | None 
         skip = g.header if not g.comment else f"(?:{g.header})|(?:{g.comment})"
         cols = []
         for i, name in enumerate(order, 1):
-            token = g.by_name[name]
-            if len(token.fields) == 1:
+            token = g.by_name.get(name)
+            if token is not None and len(token.fields) == 1:
                 cols.append(_typed(token.fields[0], f"t[{i}]") + f" AS {ident(token.fields[0].name)}")
             else:
                 cols.append(f"t[{i}] AS {ident(token_column(name))}")
@@ -187,8 +187,8 @@ def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> list[t
     elif isinstance(g, HeaderDelimited):
         cols = []
         for name in header or g.default:
-            token = g.by_name[name]
-            if len(token.fields) == 1:
+            token = g.by_name.get(name)
+            if token is not None and len(token.fields) == 1:
                 cols.append((token.fields[0].name, duckdb_type(token.fields[0].type)))
             else:
                 cols.append((token_column(name), "VARCHAR"))

@@ -179,8 +179,10 @@ def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> tuple[
     if isinstance(g, HeaderDelimited):
         out = []
         for name in header or g.default:
-            token = g.by_name[name]
-            if len(token.fields) == 1:
+            token = g.by_name.get(name)
+            if token is None:  # a name the declaration does not know: its text, under its own name
+                out.append(Column(token_column(name), "string", "A field this declaration does not know."))
+            elif len(token.fields) == 1:
                 out.append(Column(token.fields[0].name, raw_type(token.fields[0]), token.fields[0].doc))
             else:
                 out.append(Column(token_column(name), "string"))
