@@ -18,7 +18,6 @@ from conftest import read_table
 import servicelogs
 from servicelogs import formats
 from servicelogs.catalogs import Names, sync
-from servicelogs.catalogs.base import RAW, Table
 from servicelogs.catalogs.embedded import EmbeddedCatalog
 from servicelogs.render import hive
 from servicelogs.sources import LocalSource
@@ -153,4 +152,3 @@ def test_one_capturing_group_per_column():
         table = hive.raw_table(fmt, "t", "/x")
         if table.serde == hive.REGEX_SERDE:
             assert re.compile(table.serde_parameters["input.regex"]).groups == len(table.columns), name
-    assert RAW == "raw" and Table

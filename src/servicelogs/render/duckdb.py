@@ -72,18 +72,25 @@ def converted_select(fmt: LogFormat, location: str | None) -> str:
     if location is None:
         return empty_select(converted_columns(fmt))
     hive_types = ", ".join(f"{literal(f.name)}: 'VARCHAR'" for f in fmt.partition_fields)
-    cols = ", ".join(ident(n) for n, _ in converted_columns(fmt))
-    return (
-        f"SELECT {cols} FROM read_parquet({literal(location.rstrip('/') + '/**/*.parquet')}, "
-        f"hive_partitioning = true, hive_types = {{{hive_types}}}, union_by_name = true)"
+    return _declared(
+        converted_columns(fmt),
+        f"read_parquet({literal(location.rstrip('/') + '/**/*.parquet')}, hive_partitioning = true, "
+        f"hive_types = {{{hive_types}}}, union_by_name = true)",
     )
+
+
+def _declared(columns: list[tuple[str, str]], files: str) -> str:
+    """The declared columns, in order, over `files`: a column no file has yet (written before the
+    declaration gained it) reads as NULL."""
+    cols = ", ".join(ident(n) for n, _ in columns)
+    return f"SELECT {cols} FROM ({empty_select(columns)} UNION ALL BY NAME SELECT * FROM {files})"
 
 
 def rejects_select(location: str | None) -> str:
     if location is None:
         return empty_select([(f.name, duckdb_type(f.type)) for f in REJECT_FIELDS])
-    cols = ", ".join(ident(f.name) for f in REJECT_FIELDS)
-    return f"SELECT {cols} FROM read_parquet({literal(location.rstrip('/') + '/**/*.parquet')}, union_by_name = true)"
+    columns = [(f.name, duckdb_type(f.type)) for f in REJECT_FIELDS]
+    return _declared(columns, f"read_parquet({literal(location.rstrip('/') + '/**/*.parquet')}, union_by_name = true)")
 
 
 # -- the raw view ------------------------------------------------------------------------------------------
