@@ -120,6 +120,29 @@ def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
     return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{raw.location.rstrip('/')}/{directory}/")
 
 
+def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Partition], list[str]]:
+    """The raw table's partitions of source objects `keys` (one folder each), and the objects it cannot
+    show: outside the partitioned layout, or a second folder for one partition."""
+    from servicelogs.render.hive import raw_partition_keys
+
+    if not raw_partition_keys(fmt):
+        return [], []
+    problems: list[str] = []
+    by_values: dict[tuple[str, ...], Partition] = {}
+    for key in sorted(set(keys)):
+        p = raw_partition(fmt, raw, key)
+        if isinstance(p, str):
+            problems.append(p)
+        elif p.values in by_values and by_values[p.values] != p:
+            problems.append(
+                f"{p.location}: partition {p.values} of the raw table already lies at "
+                f"{by_values[p.values].location} (one partition, one folder)"
+            )
+        else:
+            by_values[p.values] = p
+    return sorted(by_values.values()), problems
+
+
 def _absolute(location: str) -> str:
     """A location as catalogs must hold it: an URL, or an absolute path (DuckDB resolves a relative one
     against the working directory, not the database file)."""
@@ -206,25 +229,10 @@ def sync(
     if not projection:
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}
         result.partitions_added += catalog.add_partitions(names.database, names.table, sorted(p for p in parts if p))
-        if raw is not None and raw.fmt.key_layouts and new_sources:
-            from servicelogs.render.hive import raw_partition_keys
-
-            if raw_partition_keys(fmt):
-                found = [raw_partition(fmt, raw, key) for key in sorted(set(new_sources))]
-                result.problems += [p for p in found if isinstance(p, str)]
-                by_values: dict[tuple[str, ...], Partition] = {}
-                for p in found:
-                    if isinstance(p, Partition):
-                        if p.values in by_values and by_values[p.values] != p:
-                            result.problems.append(
-                                f"{p.location}: partition {p.values} of the raw table already lies at "
-                                f"{by_values[p.values].location} (one partition, one folder)"
-                            )
-                            continue
-                        by_values[p.values] = p
-                result.partitions_added += catalog.add_partitions(
-                    names.database, names.raw_table, sorted(by_values.values())
-                )
+        if raw is not None and new_sources:
+            raw_parts, problems = raw_partitions(fmt, raw, new_sources)
+            result.problems += problems
+            result.partitions_added += catalog.add_partitions(names.database, names.raw_table, raw_parts)
     if result.mark > mark:
         from servicelogs import crash
 
