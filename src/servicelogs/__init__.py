@@ -20,6 +20,7 @@ from servicelogs.errors import ServiceLogsError
 if TYPE_CHECKING:
     from datetime import date
 
+    from servicelogs.catalogs import Catalog
     from servicelogs.engines.local import Progress
     from servicelogs.summary import RunSummary
 
@@ -39,6 +40,11 @@ def convert(
     until: date | None = None,
     on_rewrite: str = "report",
     endpoint_url: str | None = None,
+    catalog: str | Catalog | None = None,
+    database: str | None = None,
+    raw_table: str = "",
+    rejects_table: str = "",
+    projection: bool = False,
     **tuning: int,
 ) -> RunSummary:
     """Convert the logs of `format` under `source` into the table under `target`.
@@ -48,6 +54,12 @@ def convert(
     Returns the run summary; an object that could not be read is listed in `summary.failed` (the run
     goes on). Raises UsageError for an unknown format or a source that is not there, StorageError when
     the target cannot be written (naming the operation and the key).
+
+    `catalog` registers the tables after the commits: "duckdb" (the default for a local target: the file
+    `<target>/catalog.duckdb`), "glue", "none", or a `servicelogs.catalogs.Catalog`; `database`,
+    `raw_table` and `rejects_table` name them (default: the catalog's database, `<table>_raw`,
+    `<table>_rejects`); `projection` declares Athena partition projection instead of partitions. The
+    outcome is in `summary.catalog`; a catalog that fails fails no data (the next run catches up).
     """
     from servicelogs.engines import local
     from servicelogs.sources import open_source
@@ -57,10 +69,28 @@ def convert(
     target_store = open_store(os.fspath(target))
     if endpoint_url and hasattr(target_store, "s3"):
         target_store.s3.endpoint_url = endpoint_url  # type: ignore[union-attr]
+    source_objects = open_source(os.fspath(source), endpoint_url)
+    if catalog is None:
+        catalog = "none" if "://" in target_store.url else "duckdb"
+    register = None
+    if catalog != "none":
+        from servicelogs.catalogs import registrar
+
+        register = registrar(
+            catalog,
+            fmt,
+            source_objects,
+            database=database,
+            table=table,
+            raw=raw_table,
+            rejects=rejects_table,
+            projection=projection,
+        )
     return local.run(
         fmt,
-        open_source(os.fspath(source), endpoint_url),
+        source_objects,
         target_store,
+        register=register,
         workers=workers,
         table_name=table,
         progress=progress,

@@ -94,6 +94,14 @@ def _command_convert(sub: argparse._SubParsersAction) -> Handler:
         "the new content as well",
     )
     conv.add_argument("--endpoint-url", help=ENDPOINT_HELP)
+    conv.add_argument(
+        "--catalog",
+        choices=("duckdb", "glue", "none"),
+        help="register the raw, converted and rejects tables: duckdb (the default for a local target: "
+        "<target>/catalog.duckdb), glue (AWS Glue Data Catalog) or none",
+    )
+    conv.add_argument("--database", help="catalog database (default: main in duckdb, servicelogs in glue)")
+    conv.add_argument("--projection", action="store_true", help="Athena partition projection, no partitions")
     noise = conv.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     noise.add_argument("-v", "--verbose", action="store_true", help="also a line on stderr per object read")
@@ -130,6 +138,9 @@ def _convert(args: argparse.Namespace) -> int:
             until=args.until,
             on_rewrite=args.on_rewrite,
             endpoint_url=args.endpoint_url,
+            catalog=args.catalog,
+            database=args.database,
+            projection=args.projection,
             **tuning,
         )
     finally:
@@ -158,6 +169,64 @@ def _nothing_found(fmt: LogFormat, summary: RunSummary) -> str:
             f"{fmt.title} (each is skipped with its reason in the summary)"
         )
     return f"nothing to convert: {where}; a key of this format looks like {fmt.key_layouts[0].example}"
+
+
+# -- run --config, ddl -------------------------------------------------------------------------------
+
+
+def _command_run(sub: argparse._SubParsersAction) -> Handler:
+    run = sub.add_parser("run", help="convert every log source a TOML config file names")
+    run.add_argument("--config", required=True, help="TOML file of [[source]] tables (see docs/catalogs.md)")
+    run.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    return _run_config
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    import json
+
+    from servicelogs import config
+
+    results = config.run_all(config.load(args.config))
+    worst = EXIT_OK
+    out = []
+    for source, result in results:
+        if isinstance(result, ServiceLogsError):
+            worst = EXIT_ERROR
+            out.append({"name": source.name, "error": str(result)})
+            if not args.json:
+                print(f"[{source.name}] error: {result}")
+            continue
+        code = EXIT_FAILED_OBJECTS if not result.ok else EXIT_CONCURRENT if result.batches_lost else EXIT_OK
+        worst = max(worst, code)
+        out.append({"name": source.name, **result.to_dict()})
+        if not args.json:
+            print(f"[{source.name}] " + result.text())
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return worst
+
+
+def _command_ddl(sub: argparse._SubParsersAction) -> Handler:
+    ddl = sub.add_parser("ddl", help="print Athena CREATE statements for a format's raw, converted and rejects tables")
+    ddl.add_argument("format", help=f"log format: {', '.join(formats.names())}")
+    ddl.add_argument("--location", default="s3://<bucket>/<lake>", help="the tables' folder (the convert target)")
+    ddl.add_argument("--source", default="s3://<bucket>/<logs>", help="where the logs lie (the raw table)")
+    ddl.add_argument("--table", help="table name (default: the format name)")
+    ddl.add_argument("--database", default="", help="database to qualify the tables with")
+    ddl.add_argument("--projection", action="store_true", help="partition projection instead of partitions")
+    return _ddl
+
+
+def _ddl(args: argparse.Namespace) -> int:
+    from servicelogs.render.hive import create_statements
+
+    fmt = formats.get(args.format)
+    print(
+        "\n\n".join(
+            create_statements(fmt, args.location, args.source, args.table or fmt.name, args.database, args.projection)
+        )
+    )
+    return EXIT_OK
 
 
 # -- status --------------------------------------------------------------------------------------------
@@ -233,6 +302,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Handler]] = {
     "status": _command_status,
     "formats": _command_formats,
     "demo": _command_demo,
+    "run": _command_run,
+    "ddl": _command_ddl,
 }
 
 

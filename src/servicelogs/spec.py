@@ -238,6 +238,17 @@ class SkipObject:
 
 
 @dataclass(frozen=True)
+class HiveStorage:
+    """How Hive and Athena read a format's objects in place (a raw table), when no generic SerDe can: the
+    SerDe, input and output formats that the service's Athena documentation names."""
+
+    serde: str
+    input_format: str
+    output_format: str = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+    serde_parameters: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class JsonRecords:
     """An object holds JSON records: `{"<records_key>": [record, …]}`, or JSON values one after another
     (JSON Lines) when the object does not start with that key.
@@ -253,6 +264,8 @@ class JsonRecords:
     version_key: str | None = None
     skip_objects: tuple[SkipObject, ...] = ()
     empty_reason: str = "an object whose records array is empty"
+    hive_storage: HiveStorage | None = None
+    """The raw table's SerDe and input format (servicelogs.render.hive), if Athena documents one."""
 
     @cached_property
     def fields(self) -> tuple[Field, ...]:

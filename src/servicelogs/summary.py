@@ -67,6 +67,9 @@ class RunSummary:
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
     rewritten: list[ObjectProblem] = field(default_factory=list)
+    catalog: dict = field(default_factory=dict)
+    """What the catalog registered after the commits (servicelogs.catalogs.SyncResult), or its error: the
+    data is committed either way and the next run catches the catalog up."""
     error: str = ""  # why the run stopped early (a store operation that kept failing), else empty
     unlisted: list[ObjectProblem] = field(default_factory=list)
     """Source entries the listing could not take (an unreadable folder, a dangling or outside link, an entry
@@ -126,6 +129,15 @@ class RunSummary:
         lines += [f"  UNLISTED: {p.key}: {p.reason}" for p in self.unlisted]
         lines += [f"  FAILED batch {p.key}: {p.reason}" for p in self.batches_failed]
         lines += [f"  REWRITTEN (not converted again): {p.key}: {p.reason}" for p in self.rewritten]
+        if self.catalog.get("error"):
+            lines.append(f"  CATALOG not updated (the next run catches up): {self.catalog['error']}")
+        elif self.catalog:
+            lines.append(
+                f"  catalog: {self.catalog.get('kind')} {self.catalog.get('database')}: "
+                f"{self.catalog.get('partitions_added', 0)} partitions added, "
+                f"mark at commit {self.catalog.get('mark', 0)}"
+            )
+        lines += [f"  catalog: {problem}" for problem in self.catalog.get("problems", [])[:20]]
         if self.batches_lost:
             lines.append(f"  CONCURRENT: {self.batches_lost} batches were committed by another run first")
         return "\n".join(lines)

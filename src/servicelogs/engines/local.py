@@ -138,6 +138,7 @@ def run(
     on_rewrite: str = "report",
     batch_bytes: int | None = None,
     batch_objects: int = BATCH_OBJECTS,
+    register: Callable[[Store, str, RunSummary], None] | None = None,
 ) -> RunSummary:
     """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
 
@@ -145,6 +146,7 @@ def run(
     without a window takes the rest. `on_rewrite` says what to do with a key converted before that now
     holds other content: "report" (the default) lists it in the summary and converts nothing, so no line
     is counted twice; "convert" converts the new content too, leaving both versions' rows in the table.
+    `register(store, table, summary)` runs after the run's commits (servicelogs.catalogs: the catalog).
     """
     if on_rewrite not in REWRITE_POLICIES:
         raise UsageError(f"on_rewrite must be one of {', '.join(REWRITE_POLICIES)}, not {on_rewrite!r}")
@@ -163,6 +165,8 @@ def run(
         with store.lease(run_id, ledger.runs):
             try:
                 _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+                if register:
+                    register(store, layout.table, summary)
             except (ServiceLogsError, KeyboardInterrupt) as e:
                 # Recorded for `servicelogs status`, best effort: the store may be what failed.
                 summary.error = str(e) if isinstance(e, ServiceLogsError) else INTERRUPTED

@@ -22,6 +22,7 @@ from servicelogs.spec import (
     Field,
     ForeignLine,
     Generation,
+    HiveStorage,
     IgnoredKey,
     JsonKey,
     JsonRecords,
@@ -171,6 +172,11 @@ FORMAT = LogFormat(
             ),
         ),
         empty_reason="a CloudTrail log file with an empty Records array (no events in its period)",
+        # Athena's CloudTrail table ("Querying AWS CloudTrail logs", Athena user guide).
+        hive_storage=HiveStorage(
+            serde="com.amazon.emr.hive.serde.CloudTrailSerde",
+            input_format="com.amazon.emr.cloudtrail.CloudTrailInputFormat",
+        ),
     ),
     event_time="eventTime",
     key_layouts=(
