@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         "the new content as well",
     )
     conv.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)")
+    conv.add_argument("--engine", choices=("local", "spark"), default="local", help="local processes or Spark tasks")
+    conv.add_argument("--master", help="Spark master for --engine spark (default: the job's, else local[*])")
     conv.add_argument("--batch-objects", type=int, help=argparse.SUPPRESS)
     conv.add_argument("--batch-mb", type=float, help=argparse.SUPPRESS)
 
@@ -95,6 +97,8 @@ def _convert(args: argparse.Namespace) -> int:
         until=args.until,
         on_rewrite=args.on_rewrite,
         endpoint_url=args.endpoint_url,
+        engine=args.engine,
+        master=args.master,
         **tuning,
     )
     if bar:

@@ -71,6 +71,7 @@ class BatchTask:
     run_id: str
     objects: tuple[Item, ...]
     head: int = 0  # the ledger's last commit as the run saw it: where the worker's commit starts looking
+    attempt: int = 0  # a retried attempt (Spark) stages apart from the others, so none deletes another's files
 
 
 @dataclass
@@ -94,6 +95,8 @@ class BatchResult:
 
 
 Progress = Callable[[int, int, int], None]  # (source bytes, text bytes, rows) since the last call
+# Runs the planned batches and yields their results: this module's process pool, or another engine's (Spark).
+Execute = Callable[[list[BatchTask], int, "Progress | None"], Iterator[BatchResult]]
 REWRITE_POLICIES = ("report", "convert")
 
 
@@ -110,6 +113,7 @@ def run(
     on_rewrite: str = "report",
     batch_bytes: int = BATCH_BYTES,
     batch_objects: int = BATCH_OBJECTS,
+    execute: Execute | None = None,
 ) -> RunSummary:
     """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
 
@@ -127,10 +131,11 @@ def run(
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
     summary = RunSummary(run_id, fmt.name, str(source), store.url)
     tuning = (batch_bytes, batch_objects)
+    execute = execute or _execute
 
     with store.lease(run_id, ledger.runs):
         try:
-            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning, execute)
         except ServiceLogsError as e:
             # Recorded for `servicelogs status`, best effort: the store may be what failed.
             summary.error = str(e)
@@ -157,6 +162,7 @@ def _run(
     until: date | None,
     on_rewrite: str,
     tuning: tuple[int, int],
+    execute: Execute,
 ) -> None:
     run_id = summary.run_id
     state = ledger.load()
@@ -165,7 +171,7 @@ def _run(
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
     batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning))
     tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-    for result in _execute(tasks, workers or os.cpu_count() or 1, progress):
+    for result in execute(tasks, workers or os.cpu_count() or 1, progress):
         _add(summary, result)
     summary.objects_failed = len(summary.failed)
     ledger.catch_up(state)
