@@ -135,7 +135,21 @@ def run(
 
     with store.lease(run_id, ledger.runs):
         try:
-            _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning, execute)
+            _run(
+                fmt,
+                source,
+                store,
+                ledger,
+                layout,
+                summary,
+                workers,
+                progress,
+                since,
+                until,
+                on_rewrite,
+                tuning,
+                execute,
+            )
         except ServiceLogsError as e:
             # Recorded for `servicelogs status`, best effort: the store may be what failed.
             summary.error = str(e)

@@ -44,7 +44,9 @@ def spark_type(t: Type) -> DataType:
 
 def schema(fmt: LogFormat) -> StructType:
     """The converted table as Spark reads it: the declared columns, then the partition columns."""
-    columns = [StructField(f.name, spark_type(f.type), metadata={"comment": f.doc} if f.doc else {}) for f in fmt.columns]
+    columns = [
+        StructField(f.name, spark_type(f.type), metadata={"comment": f.doc} if f.doc else {}) for f in fmt.columns
+    ]
     return StructType(columns + [StructField(name, StringType()) for name in fmt.partitions])
 
 
