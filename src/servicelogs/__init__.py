@@ -49,7 +49,8 @@ def convert(
     table's ledger are read; see `servicelogs.engines.local.run` for `since`, `until` and `on_rewrite`.
     Returns the run summary; an object that could not be read is listed in `summary.failed` (the run
     goes on). `engine="spark"` runs the batches as Spark tasks (servicelogs.engines.spark; `master` as for
-    spark-submit, default the active session's or local[*]); the rows are the same. Raises UsageError for an unknown format or a source that is not there, StorageError when
+    spark-submit, default the active session's or local[*]); the rows are the same. Raises UsageError for an
+    unknown format or a source that is not there, StorageError when
     the target cannot be written (naming the operation and the key).
     """
     from servicelogs.engines import local
