@@ -56,12 +56,31 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("formats", help="list the log formats")
 
+    deploy = sub.add_parser("deploy", help="deploy servicelogs as a cloud job")
+    deploy.add_argument("platform", choices=("glue",), help="glue: an AWS Glue job (servicelogs.deploy)")
+    deploy.add_argument("--name", required=True, help="the Glue job's name")
+    deploy.add_argument("--role", required=True, help="the job's IAM role (name or ARN)")
+    deploy.add_argument("--format", required=True, choices=formats.names(), help="log format")
+    deploy.add_argument("--source", required=True, help="s3://bucket/prefix of the raw logs")
+    deploy.add_argument("--target", required=True, help="s3://bucket/prefix/<table folder> of the converted table")
+    deploy.add_argument("--artifacts", required=True, help="s3://bucket/prefix for the wheel and the job script")
+    deploy.add_argument("--glue-version", default="5.0")
+    deploy.add_argument("--worker-type", default="G.1X")
+    deploy.add_argument("--workers", type=int, default=2, help="number of workers")
+    for name in ("database", "table", "raw-database", "raw-table"):
+        deploy.add_argument(f"--{name}", default="", help=f"catalog {name.replace('-', ' ')} name")
+    deploy.add_argument("--wheel", help="a built servicelogs wheel (default: build this checkout's)")
+    deploy.add_argument("--start", action="store_true", help="start a job run once deployed")
+    deploy.add_argument("--endpoint-url", help="AWS endpoint for S3 and Glue (default: AWS's)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "convert":
             return _convert(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "deploy":
+            return _deploy(args)
         if args.command == "demo":
             from servicelogs.demo import run_demo
 
@@ -111,6 +130,21 @@ def _convert(args: argparse.Namespace) -> int:
 
 EXIT_CONCURRENT = 3
 """Every object is converted, but some batches were committed by a concurrent run (this one dropped its copy)."""
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from servicelogs.deploy import GlueJob, deploy_glue
+
+    job = GlueJob(
+        args.name, args.role, args.format, args.source, args.target, args.artifacts, args.glue_version,
+        args.worker_type, args.workers, args.database, args.table, args.raw_database, args.raw_table,
+    )  # fmt: skip
+    wheel = Path(args.wheel) if args.wheel else None
+    print(json.dumps(deploy_glue(job, wheel=wheel, start=args.start, endpoint_url=args.endpoint_url)))
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
