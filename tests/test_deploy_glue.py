@@ -124,5 +124,5 @@ def test_deploying_again_updates_the_job_in_place(aws, wheel: Path) -> None:
 def test_a_failed_aws_call_is_a_clear_error(aws, wheel: Path) -> None:
     endpoint, _, _ = aws
     job = GlueJob(**{**JOB.__dict__, "artifacts": "s3://no-such-bucket/code"})
-    with pytest.raises(DeployError, match="servicelogs-alb.*no-such-bucket"):
+    with pytest.raises(DeployError, match=r"servicelogs-alb.*no-such-bucket"):
         deploy_glue(job, wheel=wheel, endpoint_url=endpoint)
