@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import servicelogs  # noqa: E402
 from servicelogs import glue_job  # noqa: E402
 from servicelogs.errors import UsageError  # noqa: E402
 
+JARS = Path(os.environ.get("SERVICELOGS_JARS", Path.home() / ".cache" / "servicelogs" / "jars"))
 SPARK_SUBMIT = Path(pyspark.__file__).parent / "bin" / "spark-submit"
 # What Glue adds to a job's own arguments (https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-glue-arguments.html)
 GLUE_INJECTED = [
@@ -139,3 +141,30 @@ def test_spark_submit_converts_from_s3_to_s3(moto_s3, tmp_path: Path, fmt_name: 
     assert without_run_id(read_table(tmp_path / "lake", fmt_name, partitions)) == without_run_id(rows)
     assert without_run_id(read_rejects(tmp_path / "lake", fmt_name)) == without_run_id(rejects)
     assert json.loads(done.stdout.strip().splitlines()[-1])["rows"] == len(rows)
+    if fmt_name == "alb":
+        assert_spark_reads_it_through_s3a(endpoint, f"s3a://{lake}/converted/{fmt_name}", fmt_name, rows)
+
+
+def assert_spark_reads_it_through_s3a(endpoint: str, url: str, fmt_name: str, rows: list[dict]) -> None:
+    """Spark's own S3 layer (Hadoop S3A) reads the table servicelogs wrote, with the declared types."""
+    if not (JARS / "hadoop-aws-3.3.1.jar").exists():
+        pytest.fail(f"the S3A jars are not in {JARS}: run .ci/s3a_jars (CI does, at install time)")
+    script = Path(__file__).parent / "spark_s3a_read.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(JARS), endpoint, url, fmt_name],
+        env={**os.environ, **ENV, "PYSPARK_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    fmt = servicelogs.formats.get(fmt_name)
+    assert got["fields"] == [*(c.name for c in fmt.columns), *fmt.partitions]
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    want = [
+        [r["source_key"], r["line_number"], (r[fmt.event_time] - epoch) // timedelta(microseconds=1)]
+        + [r[p] for p in fmt.partitions]
+        for r in rows
+    ]
+    assert got["rows"] == want

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,33 @@ def test_a_killed_spark_run_reruns_exactly_once(tmp_path: Path) -> None:
     verdict = oracle(expected_lines(objects), tmp_path / "dst")
     assert verdict.ok, f"{verdict} (first run: {'killed' if killed.killed else killed.output})"
     assert visible_junk(tmp_path / "dst") == []
+
+
+def as_pyspark(value: object) -> object:
+    """A value as PySpark hands it over: timestamps as naive datetimes in the process's local time."""
+    if isinstance(value, datetime):
+        return value.astimezone().replace(tzinfo=None)
+    if isinstance(value, dict):
+        return {k: as_pyspark(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_pyspark(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("fmt_name", ["alb", "cloudtrail", "vpc_flow"])
+def test_spark_reads_the_table_with_the_declared_types(spark, tmp_path: Path, fmt_name: str) -> None:
+    """render.spark's schema: Spark reads the converted table's values as DuckDB does, partitions as text."""
+    from servicelogs.render.spark import rejects_schema, schema
+
+    write_local(tmp_path / "src", fixture_corpus(fmt_name))
+    servicelogs.convert(fmt_name, tmp_path / "src", tmp_path / "dst", engine="spark")
+    fmt = servicelogs.formats.get(fmt_name)
+    table = spark.read.schema(schema(fmt)).parquet(str(tmp_path / "dst" / fmt_name))
+    assert [f.name for f in table.schema.fields] == [*(c.name for c in fmt.columns), *fmt.partitions]
+    by_spark = [row.asDict(recursive=True) for row in table.orderBy("source_key", "line_number").collect()]
+    by_duckdb = read_table(tmp_path / "dst", fmt_name, fmt.partitions)
+    assert len(by_spark) == len(by_duckdb) > 0
+    for got, want in zip(by_spark, by_duckdb, strict=True):
+        assert got == {k: as_pyspark(want[k]) for k in got}, got["source_key"]
+    rejects = spark.read.schema(rejects_schema()).parquet(str(tmp_path / "dst" / f"{fmt_name}_rejects"))
+    assert rejects.count() == len(read_rejects(tmp_path / "dst", fmt_name))
