@@ -26,8 +26,7 @@ from throughput import TEMPLATES, corpus, measure  # noqa: E402
 
 ORIGINAL_MB_S_PER_VCPU = 10_000 / (18 * 60) / 40
 JVM_START = (
-    "from servicelogs.engines.spark import session; "
-    "session('local[{cores}]').sparkContext.parallelize([0], 1).count()"
+    "from servicelogs.engines.spark import session; session('local[{cores}]').sparkContext.parallelize([0], 1).count()"
 )
 
 
