@@ -182,3 +182,11 @@ def test_spark_reads_the_table_with_the_declared_types(spark, tmp_path: Path, fm
         assert got == {k: as_pyspark(want[k]) for k in got}, got["source_key"]
     rejects = spark.read.schema(rejects_schema()).parquet(str(tmp_path / "dst" / f"{fmt_name}_rejects"))
     assert rejects.count() == len(read_rejects(tmp_path / "dst", fmt_name))
+
+
+def test_a_master_without_the_spark_engine_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from servicelogs import cli
+
+    (tmp_path / "src").mkdir()
+    assert cli.main(["convert", "alb", str(tmp_path / "src"), str(tmp_path / "dst"), "--master", "local[2]"]) == 2
+    assert capsys.readouterr().err == "servicelogs: error: a Spark master applies to engine='spark' only\n"
