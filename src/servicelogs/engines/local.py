@@ -136,20 +136,9 @@ def run(
     with store.lease(run_id, ledger.runs):
         try:
             _run(
-                fmt,
-                source,
-                store,
-                ledger,
-                layout,
-                summary,
-                workers,
-                progress,
-                since,
-                until,
-                on_rewrite,
-                tuning,
+                fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
                 execute,
-            )
+            )  # fmt: skip
         except ServiceLogsError as e:
             # Recorded for `servicelogs status`, best effort: the store may be what failed.
             summary.error = str(e)
