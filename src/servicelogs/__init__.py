@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from servicelogs import formats
-from servicelogs.errors import ServiceLogsError
+from servicelogs.errors import ServiceLogsError, UsageError
 
 if TYPE_CHECKING:
     from datetime import date
@@ -45,6 +45,8 @@ def convert(
     raw_table: str = "",
     rejects_table: str = "",
     projection: bool = False,
+    engine: str = "local",
+    master: str | None = None,
     **tuning: int,
 ) -> RunSummary:
     """Convert the logs of `format` under `source` into the table under `target`.
@@ -52,7 +54,9 @@ def convert(
     `source` and `target` are local folders or s3://bucket/prefix URLs. Only objects not yet in the
     table's ledger are read; see `servicelogs.engines.local.run` for `since`, `until` and `on_rewrite`.
     Returns the run summary; an object that could not be read is listed in `summary.failed` (the run
-    goes on). Raises UsageError for an unknown format or a source that is not there, StorageError when
+    goes on). `engine="spark"` runs the batches as Spark tasks (servicelogs.engines.spark; `master` as for
+    spark-submit, default the active session's or local[*]); the rows are the same. Raises UsageError for an
+    unknown format or a source that is not there, StorageError when
     the target cannot be written (naming the operation and the key).
 
     `catalog` registers the tables after the commits: "duckdb" (the default for a local target: the file
@@ -66,6 +70,14 @@ def convert(
     from servicelogs.storage import open_store
 
     fmt = formats.get(format)
+    if engine not in ("local", "spark"):
+        raise UsageError(f"engine must be local or spark, not {engine!r}")
+    if master and engine != "spark":
+        raise UsageError("a Spark master applies to engine='spark' only")
+    if engine == "spark":
+        from servicelogs.engines import spark
+
+        tuning["execute"] = spark.executor(master)  # type: ignore[assignment]
     target_store = open_store(os.fspath(target))
     if endpoint_url and hasattr(target_store, "s3"):
         target_store.s3.endpoint_url = endpoint_url  # type: ignore[union-attr]

@@ -102,6 +102,8 @@ def _command_convert(sub: argparse._SubParsersAction) -> Handler:
     )
     conv.add_argument("--database", help="catalog database (default: main in duckdb, servicelogs in glue)")
     conv.add_argument("--projection", action="store_true", help="Athena partition projection, no partitions")
+    conv.add_argument("--engine", choices=("local", "spark"), default="local", help="local processes or Spark tasks")
+    conv.add_argument("--master", help="Spark master for --engine spark (default: the job's, else local[*])")
     noise = conv.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     noise.add_argument("-v", "--verbose", action="store_true", help="also a line on stderr per object read")
@@ -141,6 +143,8 @@ def _convert(args: argparse.Namespace) -> int:
             catalog=args.catalog,
             database=args.database,
             projection=args.projection,
+            engine=args.engine,
+            master=args.master,
             **tuning,
         )
     finally:
@@ -229,6 +233,41 @@ def _ddl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_deploy(sub: argparse._SubParsersAction) -> Handler:
+    deploy = sub.add_parser("deploy", help="deploy servicelogs as a cloud job")
+    deploy.add_argument("platform", choices=("glue",), help="glue: an AWS Glue job (servicelogs.deploy)")
+    deploy.add_argument("--name", required=True, help="the Glue job's name")
+    deploy.add_argument("--role", required=True, help="the job's IAM role (name or ARN)")
+    deploy.add_argument("--format", required=True, choices=formats.names(), help="log format")
+    deploy.add_argument("--source", required=True, help="s3://bucket/prefix of the raw logs")
+    deploy.add_argument("--target", required=True, help="s3://bucket/prefix/<table folder> of the converted table")
+    deploy.add_argument("--artifacts", required=True, help="s3://bucket/prefix for the wheel and the job script")
+    deploy.add_argument("--glue-version", default="5.0")
+    deploy.add_argument("--worker-type", default="G.1X")
+    deploy.add_argument("--workers", type=_positive, default=2, help="number of workers")
+    for name in ("database", "table", "raw-database", "raw-table"):
+        deploy.add_argument(f"--{name}", default="", help=f"catalog {name.replace('-', ' ')} name")
+    deploy.add_argument("--wheel", help="a built servicelogs wheel (default: build this checkout's)")
+    deploy.add_argument("--start", action="store_true", help="start a job run once deployed")
+    deploy.add_argument("--endpoint-url", help="AWS endpoint for S3 and Glue (default: AWS's)")
+    return _deploy
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from servicelogs.deploy import GlueJob, deploy_glue
+
+    job = GlueJob(
+        args.name, args.role, args.format, args.source, args.target, args.artifacts, args.glue_version,
+        args.worker_type, args.workers, args.database, args.table, args.raw_database, args.raw_table,
+    )  # fmt: skip
+    wheel = Path(args.wheel) if args.wheel else None
+    print(json.dumps(deploy_glue(job, wheel=wheel, start=args.start, endpoint_url=args.endpoint_url)))
+    return EXIT_OK
+
+
 # -- status --------------------------------------------------------------------------------------------
 
 
@@ -240,6 +279,21 @@ def _command_status(sub: argparse._SubParsersAction) -> Handler:
     stat.add_argument("--json", action="store_true", help="print as JSON")
     stat.add_argument("--endpoint-url", help=ENDPOINT_HELP)
     return _status
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from servicelogs.deploy import GlueJob, deploy_glue
+
+    job = GlueJob(
+        args.name, args.role, args.format, args.source, args.target, args.artifacts, args.glue_version,
+        args.worker_type, args.workers, args.database, args.table, args.raw_database, args.raw_table,
+    )  # fmt: skip
+    wheel = Path(args.wheel) if args.wheel else None
+    print(json.dumps(deploy_glue(job, wheel=wheel, start=args.start, endpoint_url=args.endpoint_url)))
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -304,6 +358,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Handler]] = {
     "demo": _command_demo,
     "run": _command_run,
     "ddl": _command_ddl,
+    "deploy": _command_deploy,
 }
 
 

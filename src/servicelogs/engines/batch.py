@@ -131,7 +131,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
         result = BatchResult(batch_id=local.batch_id(objects))  # looked up when called: a test replaces it
         sources = tuple(obj for obj, _ in objects)
         ledger.record_intent(result.batch_id, sources)
-        staging = ledger.staging(task.run_id, result.batch_id)
+        staging = ledger.staging(task.run_id, result.batch_id + (f".{task.attempt}" if task.attempt else ""))
         work = task.store.work_dir(staging)
         file_name = f"part-{result.batch_id}.parquet"
         rows = PartitionedWriter(work / "table", file_name, schema(fmt))

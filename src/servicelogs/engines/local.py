@@ -20,7 +20,7 @@ import resource
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -77,6 +77,7 @@ class BatchTask:
     run_id: str
     objects: tuple[Item, ...]
     head: int = 0  # the ledger's last commit as the run saw it: where the worker's commit starts looking
+    attempt: int = 0  # a retried attempt (Spark) stages apart from the others, so none deletes another's files
 
 
 @dataclass
@@ -121,6 +122,11 @@ def report(progress: Progress, event: ProgressEvent) -> None:
     getattr(progress, event[0])(*event[1:])
 
 
+# Runs the planned batches and yields their results: this module's process pool, or another engine's (Spark).
+# A batch whose worker was lost is named in the summary's batches_failed instead of yielding a result.
+Execute = Callable[[list[BatchTask], int, "Progress | None", RunSummary], Iterator[BatchResult]]
+
+
 REWRITE_POLICIES = ("report", "convert")
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT)"  # a run summary's error when the run was stopped by the user
 
@@ -139,6 +145,7 @@ def run(
     batch_bytes: int | None = None,
     batch_objects: int = BATCH_OBJECTS,
     register: Callable[[Store, str, RunSummary], None] | None = None,
+    execute: Execute | None = None,
 ) -> RunSummary:
     """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
 
@@ -160,6 +167,7 @@ def run(
     summary = RunSummary(run_id, fmt.name, str(source), store.url, since=_iso(since), until=_iso(until))
     summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
     tuning = (batch_bytes, batch_objects)
+    execute = execute or _execute
 
     try:
         with store.lease(run_id, ledger.runs):
@@ -178,6 +186,22 @@ def run(
             store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
     finally:
         store.end_lease(run_id, ledger.runs)  # a failed run leaves no lock file either
+    with store.lease(run_id, ledger.runs):
+        try:
+            _run(
+                fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
+                execute,
+            )  # fmt: skip
+        except ServiceLogsError as e:
+            # Recorded for `servicelogs status`, best effort: the store may be what failed.
+            summary.error = str(e)
+            with contextlib.suppress(ServiceLogsError):
+                store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+            raise
+        summary.seconds = time.perf_counter() - started
+        summary.cpu_seconds = _cpu_seconds() - cpu_started
+        store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
+    store.end_lease(run_id, ledger.runs)
     return summary
 
 
@@ -257,6 +281,7 @@ def _run(
     until: date | None,
     on_rewrite: str,
     tuning: tuple[int | None, int],
+    execute: Execute,
 ) -> None:
     run_id = summary.run_id
     state = ledger.load()
@@ -268,7 +293,7 @@ def _run(
     batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning, workers=workers))
     _report_plan(progress, batches)
     tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-    for result in _execute(tasks, workers, progress, summary):
+    for result in execute(tasks, workers, progress, summary):
         _add(summary, result)
     summary.objects_failed = len(summary.failed)
     ledger.catch_up(state)
