@@ -172,7 +172,10 @@ def run(
     try:
         with store.lease(run_id, ledger.runs):
             try:
-                _run(fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning)
+                _run(
+                    fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
+                    execute,
+                )  # fmt: skip
                 if register:
                     register(store, layout.table, summary)
             except (ServiceLogsError, KeyboardInterrupt) as e:
@@ -186,22 +189,6 @@ def run(
             store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
     finally:
         store.end_lease(run_id, ledger.runs)  # a failed run leaves no lock file either
-    with store.lease(run_id, ledger.runs):
-        try:
-            _run(
-                fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
-                execute,
-            )  # fmt: skip
-        except ServiceLogsError as e:
-            # Recorded for `servicelogs status`, best effort: the store may be what failed.
-            summary.error = str(e)
-            with contextlib.suppress(ServiceLogsError):
-                store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-            raise
-        summary.seconds = time.perf_counter() - started
-        summary.cpu_seconds = _cpu_seconds() - cpu_started
-        store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-    store.end_lease(run_id, ledger.runs)
     return summary
 
 
