@@ -157,9 +157,15 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
             outcome.failed.append(ObjectProblem(e.key, e.reason))
             objects = tuple(item for item in objects if item[0].key != e.key)
             continue
-        files = task.store.stage(work, staging, _staged_files(task, work, staging, rows.close() + rejects.close()))
+        written = _staged_files(task, work, staging, rows.close() + rejects.close())
+        try:
+            files = task.store.stage(work, staging, written)
+        except StorageError:
+            _stop_if_fenced(ledger, state, task.run_id, staging)  # our uploads were aborted by a fencing run
+            raise
         gone = [f.staged for f in files if not task.store.is_staged(f)]
         if gone:
+            _stop_if_fenced(ledger, state, task.run_id, staging)
             task.store.delete_prefix(staging)
             vanished += 1
             if vanished >= REDO_VANISHED:
@@ -183,6 +189,14 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
         outcome.committed += 1
         break
     return outcome
+
+
+def _stop_if_fenced(ledger: Ledger, state: State, run_id: str, staging: str) -> None:
+    """When a staged file is gone or an upload aborted, a fencing run may be why: then say so, and stop."""
+    ledger.catch_up(state)
+    if run_id in state.fenced:
+        ledger.store.delete_prefix(staging)
+        raise FencedError(run_id, state.fenced[run_id][1], state.fenced[run_id][0])
 
 
 def _staged_files(task: BatchTask, work: Path, staging: str, written: list[WrittenFile]) -> list[StagedFile]:
