@@ -148,6 +148,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
         rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
             _convert_objects(fmt, task, objects, rows, rejects, result)
+            written = rows.close() + rejects.close()
         except SourceError as e:
             rows.abort()
             rejects.abort()
@@ -157,9 +158,13 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
             outcome.failed.append(ObjectProblem(e.key, e.reason))
             objects = tuple(item for item in objects if item[0].key != e.key)
             continue
-        written = _staged_files(task, work, staging, rows.close() + rejects.close())
+        except BaseException:  # a full disk, say: the run stops, the partial files go
+            rows.abort()
+            rejects.abort()
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         try:
-            files = task.store.stage(work, staging, written)
+            files = task.store.stage(work, staging, _staged_files(task, work, staging, written))
         except StorageError:
             _stop_if_fenced(ledger, state, task.run_id, staging)  # our uploads were aborted by a fencing run
             raise

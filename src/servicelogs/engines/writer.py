@@ -160,6 +160,7 @@ class PartitionedWriter:
         for writer, file in zip(self._writers.values(), self._files.values(), strict=True):
             with contextlib.suppress(OSError, ValueError):
                 writer.close()
+            writer.is_open = False  # else pyarrow closes it again when collected, and prints the error again
             with contextlib.suppress(OSError, ValueError):
                 file.close()
         self._writers.clear()
