@@ -431,3 +431,37 @@ def test_an_unparsable_ledger_record_is_named_not_a_traceback(corpus) -> None:
         assert failed.code == 2, failed.output
         assert f"{record}: ledger record does not parse" in failed.output and "damaged" in failed.output
         assert "Traceback" not in failed.output
+
+
+def test_a_commit_made_before_the_fence_stands_and_the_fencer_publishes_it(corpus, monkeypatch) -> None:
+    """Run A commits a batch after run B read the ledger, then dies before publishing it. B takes A for dead:
+    its fence lands after A's commit, so B reads that commit on the way and publishes it before it deletes
+    A's staging. (Deleting first, as a clock-trusting cleaner would, loses the batch's lines for good.)"""
+    src, lake, objects = corpus
+    store = LocalStore(lake)
+    ledger = Ledger(store, "_servicelogs/alb")
+    seen_by_b = ledger.load()
+
+    class Died(Exception):
+        pass
+
+    def die(self, commit):  # type: ignore[no-untyped-def]
+        raise Died
+
+    monkeypatch.setattr(Ledger, "publish", die)
+    items = _items(src)[:2]
+    task = local.BatchTask("alb", LocalSource(src), store, local.Layout("alb"), "run-a", items, head=0)
+    with pytest.raises(Died):
+        local.convert_batch(task)
+    monkeypatch.undo()
+    assert oracle(expected_lines(objects), lake).rows == 0 and len(list(ledger.commits())) == 1
+
+    assert local.clean_abandoned(store, ledger, "run-b", seen_by_b) == (1, 0)
+    assert isinstance(ledger.read(2), Fence) and ledger.read(2).fenced == "run-a"  # type: ignore[union-attr]
+    a_lines = expected_lines({o.key: objects[o.key] for o, _ in items})
+    verdict = oracle(a_lines, lake)
+    assert not verdict.missing and not verdict.duplicates, str(verdict)
+    assert not (lake / "_servicelogs/alb/staging/run-a").exists()
+    done = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
+    assert done.ok, done.text()
+    assert_clean(lake, objects)

@@ -339,9 +339,10 @@ def _write_all(fd: int, data: bytes) -> None:
 def _has_size(path: Path, size: int) -> bool:
     """`path` exists and holds `size` bytes (size -1: any)."""
     try:
-        return size < 0 or os.stat(path).st_size == size
+        found = os.stat(path).st_size
     except FileNotFoundError:
         return False
+    return size < 0 or found == size
 
 
 def _fsync_file(path: Path) -> None:
