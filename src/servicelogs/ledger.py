@@ -120,6 +120,11 @@ class State:
     def is_done(self, obj: SourceObject) -> bool:
         return self.done.get(obj.key) == (obj.size, obj.etag)
 
+    def refuse_if_fenced(self, run_id: str) -> None:
+        if run_id in self.fenced:
+            seq, by = self.fenced[run_id]
+            raise FencedError(run_id, by, seq)
+
     def apply(self, record: Record) -> None:
         self.head = max(self.head, record.seq)
         if isinstance(record, Fence):
@@ -223,8 +228,7 @@ class Ledger:
         """
         token = secrets.token_hex(8)
         while True:
-            if run_id in state.fenced:
-                raise FencedError(run_id, state.fenced[run_id][1], state.fenced[run_id][0])
+            state.refuse_if_fenced(run_id)
             self._check_conflict(state, batch_id, sources)
             commit = Commit(state.head + 1, batch_id, run_id, token, sources, tuple(files), time.time())
             if self._put(state, commit):

@@ -201,7 +201,7 @@ def _stop_if_fenced(ledger: Ledger, state: State, run_id: str, staging: str) -> 
     ledger.catch_up(state)
     if run_id in state.fenced:
         ledger.store.delete_prefix(staging)
-        raise FencedError(run_id, state.fenced[run_id][1], state.fenced[run_id][0])
+        state.refuse_if_fenced(run_id)
 
 
 def _staged_files(task: BatchTask, work: Path, staging: str, written: list[WrittenFile]) -> list[StagedFile]:
