@@ -249,7 +249,12 @@ def test_concurrent_runs_on_s3(s3, tmp_path: Path, runs: int) -> None:
     world = World(s3, tmp_path, count=12)
     procs = [start_cli(world.args(), world.env()) for _ in range(runs)]
     results = [finish(p, out) for p, out in procs]
-    assert all(r.code in (0, 3) for r in results), [r.output for r in results]
+    for r in results:
+        # Exit 2 only if fenced: on a loaded machine a heartbeat can miss the tests' 1 s lease, and the
+        # others then take the run for dead. That costs work (a run after them), never lines.
+        assert_clear_exit(r, (0, 2, 3))
+    if any(r.code == 2 for r in results):
+        assert_clear_exit(run_cli(world.args(), world.env()), (0,))
     world.check()
 
 
