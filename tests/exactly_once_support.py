@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +181,33 @@ def finish(proc: multiprocessing.process.BaseProcess, out: str, timeout: float =
 
 def run_cli(argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> Finished:
     return finish(*start_cli(argv, env), timeout=timeout)
+
+
+def wait_stopped(proc: multiprocessing.process.BaseProcess, timeout: float = 120) -> bool:
+    """Wait until a run started with SERVICELOGS_PAUSE_AT has SIGSTOPped itself; False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.exitcode is not None:
+            return False
+        try:
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state == "T":
+            return True
+        time.sleep(0.02)
+    raise AssertionError(f"run {proc.pid} neither paused nor ended in {timeout} s")
+
+
+def resume(proc: multiprocessing.process.BaseProcess) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
+
+
+def point_numbers(log: Path, *words: str) -> list[int]:
+    """The numbers of the side effects in a SERVICELOGS_CRASH_LOG whose names hold all of `words`."""
+    numbers = []
+    for line in log.read_text().splitlines():
+        n, _, name = line.split("\t", 2)
+        if all(w in name for w in words):
+            numbers.append(int(n))
+    return numbers

@@ -203,7 +203,9 @@ def start_proxy(upstream: int) -> tuple[Proxy, ThreadingHTTPServer]:
             for k, v in resp.getheaders():
                 if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
                     self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD answer has no body, but says the object's length: pass S3's own.
+            length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

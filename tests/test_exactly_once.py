@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import time
+import zlib
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -18,20 +19,25 @@ from exactly_once_support import (
     expected_lines,
     finish,
     oracle,
+    point_numbers,
+    resume,
     run_cli,
     source_objects,
     start_cli,
     visible_junk,
+    wait_stopped,
     write_local,
 )
 
 import servicelogs
 from servicelogs.engines import local
-from servicelogs.ledger import Ledger
+from servicelogs.errors import FencedError
+from servicelogs.ledger import Fence, Ledger
 from servicelogs.sources import LocalSource
 from servicelogs.storage import LocalStore
 
 SOAK_KILLS = int(os.environ.get("SERVICELOGS_SOAK_KILLS", "20"))
+PAUSE_STRIDE = int(os.environ.get("SERVICELOGS_PAUSE_STRIDE", "10"))
 
 
 @pytest.fixture
@@ -295,4 +301,169 @@ def test_a_batch_partly_taken_by_another_run_converts_only_the_rest(corpus) -> N
     task = local.BatchTask("alb", source, store, local.Layout("alb"), "stale-run", items, head=0)
     result = local.convert_batch(task)
     assert (len(result.lost), result.committed, result.objects_converted) == (1, 1, 4)
+    assert_clean(lake, objects)
+
+
+# -- fencing, files as written, damage named ------------------------------------------------------------
+
+
+def _items(src: Path) -> tuple[local.Item, ...]:
+    fmt = servicelogs.formats.get("alb")
+    return tuple((o, tuple(sorted(fmt.match_key(o.key).items()))) for o in sorted(LocalSource(src).list()))  # type: ignore[union-attr]
+
+
+def assert_clear_exit(done, allowed: tuple[int, ...] = (0, 3)) -> None:  # type: ignore[no-untyped-def]
+    assert done.code in allowed, done.output
+    assert "Traceback" not in done.output and "damaged" not in done.output, done.output
+
+
+def test_a_run_paused_at_every_side_effect_while_another_runs(tmp_path: Path) -> None:
+    """SIGSTOP a run at its N-th side effect, run another to completion meanwhile, then SIGCONT the first:
+    both end with a clear status and the table holds every line once. Locally the paused run keeps its
+    flock, so it is never taken for dead: the commit log alone settles who commits what. Every point with
+    SERVICELOGS_PAUSE_STRIDE=1 (the closing note); CI takes every 10th."""
+    objects = source_objects(8)
+    src = tmp_path / "src"
+    write_local(src, objects)
+    points, codes = 0, []
+    for n in range(1, 400, PAUSE_STRIDE):
+        lake = tmp_path / f"lake{n}"
+        proc, out = start_cli(cli_args(src, lake), {"SERVICELOGS_PAUSE_AT": str(n)})
+        if not wait_stopped(proc):
+            assert_clear_exit(finish(proc, out), (0,))
+            break
+        points += 1
+        assert_clear_exit(run_cli(cli_args(src, lake)))
+        resume(proc)
+        paused = finish(proc, out)
+        assert_clear_exit(paused)
+        codes.append(paused.code)
+        assert_clear_exit(run_cli(cli_args(src, lake)), (0,))
+        assert_clean(lake, objects)
+        shutil.rmtree(lake)
+    print(f"local pause: {points} points (every {PAUSE_STRIDE}th), paused runs' exit codes {sorted(codes)}: 0/0")
+    assert points * PAUSE_STRIDE >= 60, f"only {points * PAUSE_STRIDE} points"
+
+
+def test_a_fenced_run_commits_nothing_and_says_so(corpus) -> None:
+    """Another run took this one for dead and fenced it: its batch is refused, none of its files is
+    visible, its staging goes, and the next run converts everything once."""
+    src, lake, objects = corpus
+    store = LocalStore(lake)
+    ledger = Ledger(store, "_servicelogs/alb")
+    state = ledger.load()
+    assert ledger.fence(state, "paused-run", by="other-run")
+    assert not ledger.fence(ledger.load(), "paused-run", by="third-run"), "one fence is enough"
+    assert ledger.read(1) == Fence(1, "other-run", "paused-run", ledger.read(1).token, ledger.read(1).time)  # type: ignore[union-attr]
+    task = local.BatchTask("alb", LocalSource(src), store, local.Layout("alb"), "paused-run", _items(src), head=0)
+    with pytest.raises(FencedError, match="run paused-run was fenced by run other-run at ledger position 1"):
+        local.convert_batch(task)
+    assert oracle(expected_lines(objects), lake).missing and list(ledger.commits()) == []
+    assert not (lake / "_servicelogs/alb/staging/paused-run").exists() or not any(
+        p.is_file() for p in (lake / "_servicelogs/alb/staging/paused-run").rglob("*")
+    )
+    done = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
+    assert done.ok and done.batches_resumed == 1, done.text()
+    assert_clean(lake, objects)
+    assert ledger.load().fenced == {"paused-run": (1, "other-run")}  # kept by the checkpoint too
+
+
+def test_a_killed_run_is_fenced_before_its_staging_is_deleted(corpus) -> None:
+    src, lake, objects = corpus
+    log = lake.parent / "points.log"
+    run_cli(cli_args(src, lake.parent / "probe"), {"SERVICELOGS_CRASH_LOG": str(log)})
+    first_commit = point_numbers(log, "link", "/ledger/commits/")[0]
+    killed = run_cli(cli_args(src, lake), {"SERVICELOGS_CRASH_AT": str(first_commit + 3)})
+    assert killed.killed
+    run_id = next((lake / "_servicelogs/alb/staging").iterdir()).name
+    done = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
+    assert done.ok and done.staging_cleaned == 1
+    ledger = Ledger(LocalStore(lake), "_servicelogs/alb")
+    fences = [r for r in map(ledger.read, range(1, ledger.load().head + 1)) if isinstance(r, Fence)]
+    assert [(f.fenced, f.run_id) for f in fences] == [(run_id, done.run_id)]
+    assert_clean(lake, objects)
+
+
+def test_staged_files_deleted_before_the_commit_make_the_batch_be_redone(corpus) -> None:
+    """Someone cleans the staging folder while a run is between writing its files and committing them: the
+    batch is not committed with fewer files (its lines would be lost for good), it is redone."""
+    src, lake, objects = corpus
+    log = lake.parent / "points.log"
+    run_cli(cli_args(src, lake.parent / "probe"), {"SERVICELOGS_CRASH_LOG": str(log)})
+    for n in point_numbers(log, "fsync ")[:2]:  # before the first file of the first batch is checked, and after
+        proc, out = start_cli(cli_args(src, lake), {"SERVICELOGS_PAUSE_AT": str(n)})
+        assert wait_stopped(proc)
+        shutil.rmtree(lake / "_servicelogs/alb/staging")
+        resume(proc)
+        assert_clear_exit(finish(proc, out), (0,))
+        assert_clean(lake, objects)
+        ledger = Ledger(LocalStore(lake), "_servicelogs/alb")
+        for commit in ledger.commits():
+            assert commit.files, "a commit names its files"
+            for f in commit.files:
+                data = (lake / f.visible).read_bytes()
+                assert (len(data), zlib.crc32(data)) == (f.size, f.crc32)
+        shutil.rmtree(lake)
+
+
+def test_a_committed_file_gone_from_staging_and_table_is_named_as_damage(corpus) -> None:
+    src, lake, _ = corpus
+    log = lake.parent / "points.log"
+    run_cli(cli_args(src, lake.parent / "probe"), {"SERVICELOGS_CRASH_LOG": str(log)})
+    killed = run_cli(cli_args(src, lake), {"SERVICELOGS_CRASH_AT": str(point_numbers(log, "publish ")[0])})
+    assert killed.killed  # committed, not published
+    staged = next(p for p in (lake / "_servicelogs/alb/staging").rglob("*.parquet"))
+    staged.unlink()  # not by us: fencing keeps our own cleanup from doing this
+    damaged = run_cli(cli_args(src, lake))
+    assert damaged.code == 2, damaged.output
+    assert "the ledger is damaged" in damaged.output and staged.name in damaged.output
+    assert "Traceback" not in damaged.output
+
+
+def test_an_unparsable_ledger_record_is_named_not_a_traceback(corpus) -> None:
+    """What an older version could leave on a full disk: a truncated commit. Every command names it."""
+    src, lake, _ = corpus
+    assert run_cli(cli_args(src, lake)).code == 0
+    for checkpoint in (lake / "_servicelogs/alb/ledger/checkpoints").iterdir():
+        checkpoint.unlink()
+    record = lake / "_servicelogs/alb/ledger/commits" / f"{2:020d}.json"
+    record.write_bytes(record.read_bytes()[:37])
+    for argv in (cli_args(src, lake), ["status", str(lake)]):
+        failed = run_cli(argv)
+        assert failed.code == 2, failed.output
+        assert f"{record}: ledger record does not parse" in failed.output and "damaged" in failed.output
+        assert "Traceback" not in failed.output
+
+
+def test_a_commit_made_before_the_fence_stands_and_the_fencer_publishes_it(corpus, monkeypatch) -> None:
+    """Run A commits a batch after run B read the ledger, then dies before publishing it. B takes A for dead:
+    its fence lands after A's commit, so B reads that commit on the way and publishes it before it deletes
+    A's staging. (Deleting first, as a clock-trusting cleaner would, loses the batch's lines for good.)"""
+    src, lake, objects = corpus
+    store = LocalStore(lake)
+    ledger = Ledger(store, "_servicelogs/alb")
+    seen_by_b = ledger.load()
+
+    class Died(Exception):
+        pass
+
+    def die(self, commit):  # type: ignore[no-untyped-def]
+        raise Died
+
+    monkeypatch.setattr(Ledger, "publish", die)
+    items = _items(src)[:2]
+    task = local.BatchTask("alb", LocalSource(src), store, local.Layout("alb"), "run-a", items, head=0)
+    with pytest.raises(Died):
+        local.convert_batch(task)
+    monkeypatch.undo()
+    assert oracle(expected_lines(objects), lake).rows == 0 and len(list(ledger.commits())) == 1
+
+    assert local.clean_abandoned(store, ledger, "run-b", seen_by_b) == (1, 0)
+    assert isinstance(ledger.read(2), Fence) and ledger.read(2).fenced == "run-a"  # type: ignore[union-attr]
+    a_lines = expected_lines({o.key: objects[o.key] for o, _ in items})
+    verdict = oracle(a_lines, lake)
+    assert not verdict.missing and not verdict.duplicates, str(verdict)
+    assert not (lake / "_servicelogs/alb/staging/run-a").exists()
+    done = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
+    assert done.ok, done.text()
     assert_clean(lake, objects)

@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from exactly_once_support import expected_lines, finish, oracle, run_cli, source_objects, start_cli
+from exactly_once_support import (
+    expected_lines,
+    finish,
+    oracle,
+    point_numbers,
+    resume,
+    run_cli,
+    source_objects,
+    start_cli,
+    wait_stopped,
+)
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -19,7 +29,7 @@ pytest.importorskip("moto")
 from s3_support import ENV, download, keys, start_moto, start_proxy  # noqa: E402
 
 import servicelogs  # noqa: E402
-from servicelogs.ledger import Ledger  # noqa: E402
+from servicelogs.ledger import Fence, Ledger  # noqa: E402
 
 SRC_PREFIX = "logs with space/a+b=c/ünïcode"
 _counter = itertools.count()
@@ -86,11 +96,8 @@ class World:
             assert keys(self.client, self.lake_bucket, "lake/_servicelogs/alb/staging") == []
             assert keys(self.client, self.lake_bucket, "lake/_servicelogs/alb/ledger/intents") == []
             assert self.client.list_multipart_uploads(Bucket=self.lake_bucket).get("Uploads", []) == []
-            from servicelogs.storage import open_store
 
-            store = open_store(self.target)
-            store.s3.endpoint_url = self.proxy.url  # type: ignore[attr-defined]
-            committed = [o.key for c in Ledger(store, "_servicelogs/alb").commits() for o in c.sources]
+            committed = [o.key for c in self.ledger().commits() for o in c.sources]
             assert sorted(committed) == sorted(f"{self.source}/{k}" for k in self.objects)
 
     def ledger(self) -> Ledger:
@@ -99,6 +106,10 @@ class World:
         store = open_store(self.target)
         store.s3.endpoint_url = self.proxy.url  # type: ignore[attr-defined]
         return Ledger(store, "_servicelogs/alb")
+
+    def fences(self) -> list[Fence]:
+        ledger = self.ledger()
+        return [r for r in map(ledger.read, range(1, ledger.load().head + 1)) if isinstance(r, Fence)]
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**ENV, **extra}
@@ -238,7 +249,12 @@ def test_concurrent_runs_on_s3(s3, tmp_path: Path, runs: int) -> None:
     world = World(s3, tmp_path, count=12)
     procs = [start_cli(world.args(), world.env()) for _ in range(runs)]
     results = [finish(p, out) for p, out in procs]
-    assert all(r.code in (0, 3) for r in results), [r.output for r in results]
+    for r in results:
+        # Exit 2 only if fenced: on a loaded machine a heartbeat can miss the tests' 1 s lease, and the
+        # others then take the run for dead. That costs work (a run after them), never lines.
+        assert_clear_exit(r, (0, 2, 3))
+    if any(r.code == 2 for r in results):
+        assert_clear_exit(run_cli(world.args(), world.env()), (0,))
     world.check()
 
 
@@ -333,3 +349,89 @@ def test_s3_runs_clean_the_temp_folders_of_dead_runs(world: World) -> None:
     assert world.convert().ok
     assert not leftover.exists() and mine.exists()
     mine.rmdir()
+
+
+def assert_clear_exit(done, allowed: tuple[int, ...] = (0, 3)) -> None:  # type: ignore[no-untyped-def]
+    assert done.code in allowed, done.output
+    assert "Traceback" not in done.output and "damaged" not in done.output, done.output
+    if done.code == 2:
+        assert " was fenced by run " in done.output, done.output
+
+
+def pause_points(world: World) -> list[int]:
+    """The side effects of a whole run on a fresh lake, by number (the next World gets the same input)."""
+    log = world.tmp / f"points-{next(_counter)}.log"
+    assert run_cli(world.args(), world.env(SERVICELOGS_CRASH_LOG=str(log))).code == 0
+    return list(range(1, len(log.read_text().splitlines()) + 1))
+
+
+def test_a_run_paused_past_its_lease_at_every_side_effect_is_fenced(s3, tmp_path: Path) -> None:
+    """SIGSTOP a run at its N-th side effect until its lease (1 s) lapses, let another run take it for dead
+    (fence, clean its staging) and finish, then SIGCONT the first: it must not commit files that are gone.
+    Every point with SERVICELOGS_S3_PAUSE_STRIDE=1 (the closing note); CI takes every 16th."""
+    stride = int(os.environ.get("SERVICELOGS_S3_PAUSE_STRIDE", "16"))
+    points = pause_points(World(s3, tmp_path, count=6))
+    fenced = 0
+    for n in points[::stride]:
+        world = World(s3, tmp_path, count=6)
+        proc, out = start_cli(world.args(), world.env(SERVICELOGS_PAUSE_AT=str(n)))
+        assert wait_stopped(proc), f"point {n} not reached"
+        time.sleep(1.1)  # past the paused run's lease
+        assert_clear_exit(run_cli(world.args(), world.env()))
+        resume(proc)
+        paused = finish(proc, out)
+        assert_clear_exit(paused, (0, 2, 3))
+        fenced += paused.code == 2
+        world.check(finished=False)
+        assert_clear_exit(run_cli(world.args(), world.env()), (0,))
+        world.check()
+    print(f"S3 pause: {len(points[::stride])} of {len(points)} points, {fenced} paused runs fenced: 0/0")
+    assert fenced >= 1
+
+
+def test_a_host_whose_clock_is_700_s_ahead_fences_a_live_run_and_nothing_is_lost(s3, tmp_path: Path) -> None:
+    """A second host, its clock 700 s ahead, takes a live run (lease 600 s) for dead: it fences it and
+    cleans its staging. The live run's next commit is refused (exit 2, 'fenced by run ...'), never made
+    over files that are gone; a run after them finds every line once. CI pauses before the first two
+    commit writes; SERVICELOGS_S3_PAUSE_STRIDE=1 before each."""
+    long_lease = {"SERVICELOGS_LEASE_SECONDS": "600"}
+    probe = World(s3, tmp_path, count=6)
+    log = tmp_path / "points.log"
+    assert run_cli(probe.args(), probe.env(SERVICELOGS_CRASH_LOG=str(log), **long_lease)).code == 0
+    commits = point_numbers(log, "PUT If-None-Match", "/ledger/commits/")  # a batch staged, not committed
+    outcomes = []
+    for n in commits if os.environ.get("SERVICELOGS_S3_PAUSE_STRIDE") == "1" else commits[:2]:
+        world = World(s3, tmp_path, count=6)
+        proc, out = start_cli(world.args(), world.env(SERVICELOGS_PAUSE_AT=str(n), **long_lease))
+        assert wait_stopped(proc)
+        ahead = run_cli(world.args(), world.env(SERVICELOGS_CLOCK_OFFSET="700", **long_lease))
+        assert_clear_exit(ahead)
+        assert [f.run_id for f in world.fences()] == [ahead.output.split("run ", 1)[1].split(":")[0]]
+        resume(proc)
+        live = finish(proc, out)
+        assert_clear_exit(live, (2,))
+        outcomes.append(live.code)
+        world.check(finished=False)
+        assert_clear_exit(run_cli(world.args(), world.env(**long_lease)), (0,))
+        world.check()
+    print(f"S3 clocks 700 s apart: live runs fenced, exit codes {outcomes}, then 0/0")
+
+
+def test_staged_objects_deleted_before_the_commit_make_the_batch_be_redone(world: World) -> None:
+    log = world.tmp / "points.log"
+    probe = World((world.proxy, world.client), world.tmp)
+    assert run_cli(probe.args(), probe.env(SERVICELOGS_CRASH_LOG=str(log))).code == 0
+    first_commit = point_numbers(log, "PUT If-None-Match", "/ledger/commits/")[0]
+    proc, out = start_cli(world.args(), world.env(SERVICELOGS_PAUSE_AT=str(first_commit - 1)))
+    assert wait_stopped(proc)
+    staged = keys(world.client, world.lake_bucket, "lake/_servicelogs/alb/staging/")
+    assert staged
+    world.client.delete_objects(Bucket=world.lake_bucket, Delete={"Objects": [{"Key": k} for k in staged]})
+    resume(proc)
+    assert_clear_exit(finish(proc, out), (0,))
+    world.check()
+    for commit in world.ledger().commits():
+        assert commit.files
+        for f in commit.files:
+            head = world.client.head_object(Bucket=world.lake_bucket, Key=f"lake/{f.visible}")
+            assert head["ContentLength"] == f.size and f.etag

@@ -1,8 +1,10 @@
 """Crash points for the exactly-once proofs: every side effect on a store calls `point(name)`.
 
 With SERVICELOGS_CRASH_AT=N the process SIGKILLs itself at the N-th side effect (1-based), as a power
-cut would, so tests can enumerate every point. SERVICELOGS_CRASH_LOG=path appends each point's name,
-to show which side effect a number stands for. Without these variables a point costs one dict lookup.
+cut would, so tests can enumerate every point. With SERVICELOGS_PAUSE_AT=N it SIGSTOPs itself there
+instead (all its threads, its lease heartbeat too), as a GC pause or a suspended laptop would: the test
+lets other runs go on, then SIGCONTs it. SERVICELOGS_CRASH_LOG=path appends each point's name, to show
+which side effect a number stands for. Without these variables a point costs a few dict lookups.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ _count = 0
 def point(name: str) -> None:
     global _count
     at = os.environ.get("SERVICELOGS_CRASH_AT")
+    pause = os.environ.get("SERVICELOGS_PAUSE_AT")
     log = os.environ.get("SERVICELOGS_CRASH_LOG")
-    if at is None and log is None:
+    if at is None and log is None and pause is None:
         return
     _count += 1
     if log:
@@ -25,6 +28,8 @@ def point(name: str) -> None:
             f.write(f"{_count}\t{os.getpid()}\t{name}\n")
     if at is not None and _count == int(at):
         os.kill(os.getpid(), signal.SIGKILL)
+    if pause is not None and _count == int(pause):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def reset() -> None:

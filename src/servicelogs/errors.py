@@ -56,6 +56,28 @@ class StorageError(ServiceLogsError):
         self.operation, self.key, self.reason = operation, key, reason
         self.transient = transient
 
+    def __reduce__(self) -> tuple:  # raised in worker processes: it must cross back to the run whole
+        return (_storage_error, (self.operation, self.key, self.reason, self.transient))
+
+
+def _storage_error(operation: str, key: str, reason: str, transient: bool) -> StorageError:
+    return StorageError(operation, key, reason, transient=transient)
+
+
+class FencedError(ServiceLogsError):
+    """Another run took this run for dead and said so in the ledger (a fence): this run may commit nothing
+    more. It stops; what it had not committed is converted by the next run."""
+
+    def __init__(self, run_id: str, by: str, seq: int) -> None:
+        super().__init__(
+            f"run {run_id} was fenced by run {by} at ledger position {seq} (taken for dead: paused past its "
+            "lease, or another host's clock is ahead); it committed nothing more, the next run converts the rest"
+        )
+        self.run_id, self.by, self.seq = run_id, by, seq
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.run_id, self.by, self.seq))
+
 
 class ConflictError(ServiceLogsError):
     """Another run committed first (a conditional write lost its race); the caller re-reads and retries."""

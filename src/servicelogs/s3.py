@@ -11,12 +11,16 @@ the object back and compares).
 Tuning by environment (tests shrink them): SERVICELOGS_S3_ATTEMPTS (6), SERVICELOGS_S3_BACKOFF
 (0.2 s, doubled per attempt, capped at 10 s), SERVICELOGS_S3_TIMEOUT (60 s read timeout),
 SERVICELOGS_S3_PART_MB (64: files above it go up in parts of that size), SERVICELOGS_LEASE_SECONDS
-(600: a run whose lease is older is dead and its staging and uploads are cleaned).
+(600: a run whose lease is older is taken for dead: it is fenced in the ledger, then its staging and
+uploads are cleaned). SERVICELOGS_CLOCK_OFFSET (seconds added to this host's clock, by the lease code
+only) lets the tests play a second host whose clock is off: leases then judge wrongly, which may cost
+work but never data, since the fence, not the clock, decides which commit stands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -37,7 +41,7 @@ from botocore.config import Config
 from servicelogs import crash
 from servicelogs.errors import SourceError, StorageError, UsageError
 from servicelogs.sources import SourceObject
-from servicelogs.storage import _alive
+from servicelogs.storage import StagedFile, _alive
 from servicelogs.summary import ObjectProblem
 
 T = TypeVar("T")
@@ -196,16 +200,7 @@ class S3Store:
         return self.s3.call("PutObject If-None-Match", self._url(key), put)
 
     def exists(self, key: str) -> bool:
-        def head() -> bool:
-            try:
-                self.s3.client.head_object(Bucket=self.bucket, Key=self.key(key))
-            except bex.ClientError as e:
-                if error_code(e) in ("404", "NoSuchKey", "NotFound"):
-                    return False
-                raise
-            return True
-
-        return self.s3.call("HeadObject", self._url(key), head)
+        return self._head(key) is not None
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
         for item in self.list_objects(self.key(prefix).rstrip("/") + "/", self.key(start_after) if start_after else ""):
@@ -260,30 +255,31 @@ class S3Store:
                 removed += 1
         return removed
 
-    def stage(self, work_dir: Path, staging: str) -> list[str]:
-        """Upload the batch's files to the staging prefix (outside the table); the local copies go."""
-        files = sorted(work_dir.rglob("*.parquet"))
-        rels = [p.relative_to(work_dir).as_posix() for p in files]
+    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]:
+        """Upload the batch's files to the staging prefix (outside the table); the local copies go. Each
+        comes back with its staged ETag, which publishing copies exactly."""
         try:
-            for path, rel in zip(files, rels, strict=True):
-                self.upload(path, f"{staging}/{rel}")
+            return [
+                dataclasses.replace(f, etag=self.upload(work_dir / f.staged[len(staging) + 1 :], f.staged))
+                for f in files
+            ]
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-        return rels
 
-    def upload(self, path: Path, key: str) -> None:
+    def upload(self, path: Path, key: str) -> str:
+        """Upload a local file; returns its ETag."""
         part = int(_env_float("SERVICELOGS_S3_PART_MB", 64) * (1 << 20))
         size = path.stat().st_size
         if size <= part:
             crash.point(f"PUT {key}")
-            self.s3.call(
+            response = self.s3.call(
                 "PutObject", self._url(key), self.s3.client.put_object,
                 Bucket=self.bucket, Key=self.key(key), Body=path.read_bytes(),
             )  # fmt: skip
-            return
-        self._multipart(path, key, part)
+            return _etag(response)
+        return self._multipart(path, key, part)
 
-    def _multipart(self, path: Path, key: str, part_size: int) -> None:
+    def _multipart(self, path: Path, key: str, part_size: int) -> str:
         url, full = self._url(key), self.key(key)
         crash.point(f"CreateMultipartUpload {key}")
         upload_id = self.s3.call(
@@ -302,7 +298,7 @@ class S3Store:
                     parts.append({"ETag": etag, "PartNumber": number})
                     number += 1
             crash.point(f"CompleteMultipartUpload {key}")
-            self.s3.call(
+            return self.s3.call(
                 "CompleteMultipartUpload", url, self._complete,
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts},
             )  # fmt: skip
@@ -311,31 +307,60 @@ class S3Store:
                 self.s3.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
             raise
 
-    def _complete(self, **kwargs: Any) -> None:
+    def _complete(self, **kwargs: Any) -> str:
         try:
-            self.s3.client.complete_multipart_upload(**kwargs)
+            return _etag(self.s3.client.complete_multipart_upload(**kwargs))
         except bex.ClientError as e:
             # A retried Complete whose first attempt landed: the upload is gone and the object is there.
-            if error_code(e) == "NoSuchUpload" and self.exists(self._rel(kwargs["Key"])):
-                return
+            if error_code(e) == "NoSuchUpload":
+                found = self._head(self._rel(kwargs["Key"]))
+                if found is not None:
+                    return found[1]
             raise
 
-    def publish(self, src: str, dst: str) -> bool:
-        """Copy a staged file to its visible name (one atomic PUT on S3's side); False if not staged."""
+    def _head(self, key: str) -> tuple[int, str] | None:
+        """(size, ETag) of an object, None when there is none."""
+
+        def head() -> tuple[int, str] | None:
+            try:
+                meta = self.s3.client.head_object(Bucket=self.bucket, Key=self.key(key))
+            except bex.ClientError as e:
+                if error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+            return int(meta["ContentLength"]), _etag(meta)
+
+        return self.s3.call("HeadObject", self._url(key), head)
+
+    def is_staged(self, file: StagedFile) -> bool:
+        found = self._head(file.staged)
+        return found is not None and _matches(found, file.size, file.etag)
+
+    def is_published(self, file: StagedFile) -> bool:
+        found = self._head(file.visible)
+        return found is not None and _matches(found, file.size, "")  # a copy of a multipart object: new ETag
+
+    def publish(self, file: StagedFile) -> bool:
+        """Copy a staged file to its visible name (one atomic PUT on S3's side); False if not staged. The
+        copy is pinned to the staged ETag the commit names (CopySourceIfMatch): other bytes are refused."""
 
         def copy() -> bool:
+            source = {"Bucket": self.bucket, "Key": self.key(file.staged)}
+            pinned = {"CopySourceIfMatch": f'"{file.etag}"'} if file.etag else {}
             try:
-                self.s3.client.copy_object(
-                    Bucket=self.bucket, Key=self.key(dst), CopySource={"Bucket": self.bucket, "Key": self.key(src)}
-                )
+                self.s3.client.copy_object(Bucket=self.bucket, Key=self.key(file.visible), CopySource=source, **pinned)
             except bex.ClientError as e:
                 if error_code(e) in ("NoSuchKey", "404"):
                     return False
+                if error_code(e) == "PreconditionFailed":
+                    raise StorageError(
+                        "S3 CopyObject", self._url(file.staged), f"staged file is not as committed (ETag {file.etag})"
+                    ) from e
                 raise
             return True
 
-        crash.point(f"COPY {dst}")
-        return self.s3.call("CopyObject", self._url(dst), copy)
+        crash.point(f"COPY {file.visible}")
+        return self.s3.call("CopyObject", self._url(file.visible), copy)
 
     @contextlib.contextmanager
     def lease(self, run_id: str, prefix: str) -> Iterator[None]:
@@ -348,13 +373,13 @@ class S3Store:
             while not stop.wait(ttl / 5):
                 with contextlib.suppress(Exception):
                     self.s3.client.put_object(Bucket=self.bucket, Key=self.key(key), Body=_lease_body(run_id))
-                    self._renewed = time.time()
+                    self._renewed = time.monotonic()
 
         if self._renewed and self._lease_key == key:  # a worker of a run whose lease is already held
             yield
             return
         self.put(key, _lease_body(run_id))
-        self._renewed, self._lease_key = time.time(), key
+        self._renewed, self._lease_key = time.monotonic(), key
         thread = threading.Thread(target=beat, daemon=True, name=f"lease-{run_id}")
         thread.start()
         try:
@@ -368,19 +393,30 @@ class S3Store:
             self.delete(f"{prefix}/{run_id}.lease")
         self._renewed = 0.0
 
-    def check_lease(self, run_id: str, prefix: str) -> None:
-        """Refuse to commit when our lease may have lapsed (a stalled process): another run may already
-        have judged this run dead and removed its staged files. A quarter of the TTL is the safety margin."""
-        ttl = _env_float("SERVICELOGS_LEASE_SECONDS", 600)
-        if self._renewed and time.time() - self._renewed > ttl * 0.75:
-            raise StorageError("commit", f"{prefix}/{run_id}.lease", "the run's lease was not renewed in time")
-
     def is_dead(self, run_id: str, prefix: str) -> bool:
+        """Whether to take the run for dead: its lease is older than the TTL by this host's clock. Only a
+        guess (the run may be paused, or its host's clock behind ours): it decides when to fence the run,
+        never whether a commit is valid."""
         ttl = _env_float("SERVICELOGS_LEASE_SECONDS", 600)
         data = self.get(f"{prefix}/{run_id}.lease")
         if data is None:
             return True
-        return time.time() - json.loads(data)["heartbeat"] > ttl
+        try:
+            heartbeat = float(json.loads(data)["heartbeat"])
+        except (ValueError, KeyError, TypeError):
+            return True  # not a lease we can read: its run cannot be told apart from a dead one
+        return _now() - heartbeat > ttl
+
+    def staged_runs(self, prefix: str) -> set[str]:
+        """The runs with staged objects or unfinished multipart uploads under `prefix` (staging/<run>/...):
+        a run killed during its first upload has no staged object yet, only its upload."""
+        full = self.key(prefix).rstrip("/") + "/"
+        runs = {key[len(prefix) + 1 :].split("/", 1)[0] for key, _ in self.list(prefix)}
+        page = self.s3.call(
+            "ListMultipartUploads", f"s3://{self.bucket}/{full}", self.s3.client.list_multipart_uploads,
+            Bucket=self.bucket, Prefix=full,
+        )  # fmt: skip
+        return runs | {upload["Key"][len(full) :].split("/", 1)[0] for upload in page.get("Uploads", [])}
 
     def abort_uploads(self, prefix: str) -> int:
         """Abort every unfinished upload under `prefix`: at the end of a run, those of its own whose
@@ -398,36 +434,26 @@ class S3Store:
             )  # fmt: skip
         return len(page.get("Uploads", []))
 
-    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
-        """Abort the unfinished multipart uploads of dead runs under `prefix` (staging/<run_id>/...).
-        A run killed during its first upload has no staged object yet: its uploads name it."""
-        full = self.key(prefix).rstrip("/") + "/"
-        page = self.s3.call(
-            "ListMultipartUploads", f"s3://{self.bucket}/{full}", self.s3.client.list_multipart_uploads,
-            Bucket=self.bucket, Prefix=full,
-        )  # fmt: skip
-        aborted = 0
-        dead: dict[str, bool] = {}
-        for upload in page.get("Uploads", []):
-            run_id = upload["Key"][len(full) :].split("/", 1)[0]
-            if run_id not in dead:
-                dead[run_id] = run_id != own_run and self.is_dead(run_id, runs)
-            if dead[run_id]:
-                crash.point(f"AbortMultipartUpload {upload['Key']}")
-                self.s3.call(
-                    "AbortMultipartUpload", f"s3://{self.bucket}/{upload['Key']}",
-                    self.s3.client.abort_multipart_upload,
-                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
-                )  # fmt: skip
-                aborted += 1
-        return aborted
+
+def _now() -> float:
+    """This host's clock as the lease code sees it (SERVICELOGS_CLOCK_OFFSET: a host whose clock is off)."""
+    return time.time() + _env_float("SERVICELOGS_CLOCK_OFFSET", 0)
 
 
 _TEMP_PREFIX = "servicelogs-"
 
 
 def _lease_body(run_id: str) -> bytes:
-    return json.dumps({"run_id": run_id, "heartbeat": time.time()}).encode()
+    return json.dumps({"run_id": run_id, "heartbeat": _now()}).encode()
+
+
+def _etag(response: dict) -> str:
+    return str(response.get("ETag", "")).strip('"')
+
+
+def _matches(found: tuple[int, str], size: int, etag: str) -> bool:
+    """An object (size, ETag) is the file a commit names (size -1: an older commit, any size)."""
+    return (size < 0 or found[0] == size) and (not etag or found[1] == etag)
 
 
 class S3Source:

@@ -4,10 +4,13 @@ Keys are '/'-separated paths relative to the store's root. Every write is all-or
 the old object, the new one, or nothing, never a part of one) and every side effect passes a crash point
 (`servicelogs.crash`) so the exactly-once proofs can kill the process at each of them.
 
-Local disks: a write goes to a dot-named temporary file in the same folder, is fsynced and then renamed
-(`os.replace`) or hard-linked (`os.link`, which fails when the name exists: the local If-None-Match);
-the folder is fsynced after. A run's liveness is an flock on its lock file, released by the kernel when
-the process dies, so the next run knows at once which staging files are abandoned.
+Local disks: a write goes to a dot-named temporary file in the same folder, is written whole, fsynced and
+then renamed (`os.replace`) or hard-linked (`os.link`, which fails when the name exists: the local
+If-None-Match); the folder is fsynced after. A disk that is full, read-only or not ours (ENOSPC, EROFS,
+EACCES, EDQUOT) fails the operation with a StorageError naming the path: nothing partial is published. A
+run's liveness is an flock on its lock file, released by the kernel when the process dies, so the next run
+knows at once which runs are gone (it still fences them in the ledger before it deletes their staging,
+as on S3: one protocol).
 
 S3 lives in `servicelogs.s3` (boto3 is imported only there).
 """
@@ -21,11 +24,33 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from servicelogs import crash
 from servicelogs.errors import StorageError, UsageError
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One file of a batch as its writer wrote it: where it is staged, where it is published, what it holds.
+    A commit records these, so it names only files that exist, as written (size -1: an older commit)."""
+
+    staged: str
+    visible: str
+    size: int
+    crc32: int = 0
+    etag: str = ""  # S3: the staged object's ETag, so publishing copies exactly those bytes
+
+    def to_json(self) -> list:
+        return [self.staged, self.visible, self.size, self.crc32, self.etag]
+
+    @classmethod
+    def from_json(cls, item: list) -> StagedFile:
+        if len(item) == 2:  # written before commits recorded sizes
+            return cls(item[0], item[1], -1)
+        return cls(*item)
 
 
 class Store(Protocol):
@@ -49,19 +74,21 @@ class Store(Protocol):
 
     def work_dir(self, staging: str) -> Path: ...
 
-    def stage(self, work_dir: Path, staging: str) -> list[str]: ...
+    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]: ...
 
-    def publish(self, src: str, dst: str) -> bool: ...
+    def is_staged(self, file: StagedFile) -> bool: ...
+
+    def publish(self, file: StagedFile) -> bool: ...
+
+    def is_published(self, file: StagedFile) -> bool: ...
 
     def lease(self, run_id: str, prefix: str) -> contextlib.AbstractContextManager[None]: ...
 
     def end_lease(self, run_id: str, prefix: str) -> None: ...
 
-    def check_lease(self, run_id: str, prefix: str) -> None: ...
-
     def is_dead(self, run_id: str, prefix: str) -> bool: ...
 
-    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int: ...
+    def staged_runs(self, prefix: str) -> set[str]: ...
 
     def abort_uploads(self, prefix: str) -> int: ...
 
@@ -102,33 +129,40 @@ class LocalStore:
     def put(self, key: str, data: bytes) -> None:
         tmp = self._write_temp(key, data)
         crash.point(f"rename {key}")
-        os.replace(tmp, self.path(key))
-        _fsync_dir(self.path(key).parent)
+        with _disk("rename", self.path(key)), _removing(tmp):
+            os.replace(tmp, self.path(key))
+            _fsync_dir(self.path(key).parent)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         tmp = self._write_temp(key, data)
         try:
             crash.point(f"link {key}")
-            os.link(tmp, self.path(key))
-        except FileExistsError:
-            return False
+            with _disk("link", self.path(key)):
+                try:
+                    os.link(tmp, self.path(key))
+                except FileExistsError:
+                    return False
+                _fsync_dir(self.path(key).parent)
         finally:
-            os.unlink(tmp)
-        _fsync_dir(self.path(key).parent)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return True
 
     def _write_temp(self, key: str, data: bytes) -> Path:
+        """`data` whole in a new fsynced temporary file beside `key`, or a StorageError and no file."""
         dst = self.path(key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         # Dot-named, beside its destination: invisible to Athena/Spark/Hive and outside every table glob.
         tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         crash.point(f"write {key}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with _disk("write", tmp):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with _removing(tmp):
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         return tmp
 
     def exists(self, key: str) -> bool:
@@ -151,7 +185,7 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         crash.point(f"delete {key}")
-        with contextlib.suppress(FileNotFoundError):
+        with _disk("delete", self.path(key)), contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(key))
 
     def delete_prefix(self, prefix: str) -> None:
@@ -162,33 +196,48 @@ class LocalStore:
     def work_dir(self, staging: str) -> Path:
         return self.path(staging)  # written in place: staging is already on the target's disk
 
-    def stage(self, work_dir: Path, staging: str) -> list[str]:
-        files = sorted(p for p in work_dir.rglob("*.parquet"))
-        for p in files:
-            crash.point(f"fsync {p.relative_to(self.root).as_posix()}")
-            _fsync_file(p)
-        return [p.relative_to(work_dir).as_posix() for p in files]
+    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]:
+        """The writer wrote the files in place (work_dir is the staging folder): make them durable. A file
+        that has vanished meanwhile is left for `is_staged` to find: the batch is then redone."""
+        for file in files:
+            crash.point(f"fsync {file.staged}")
+            with _disk("fsync", self.path(file.staged)), contextlib.suppress(FileNotFoundError):
+                _fsync_file(self.path(file.staged))
+        return files
 
-    def publish(self, src: str, dst: str) -> bool:
+    def is_staged(self, file: StagedFile) -> bool:
+        return _has_size(self.path(file.staged), file.size)
+
+    def publish(self, file: StagedFile) -> bool:
         """Move a staged file to its visible name; False when it is not in staging (already moved)."""
-        target = self.path(dst)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        crash.point(f"publish {dst}")
-        try:
-            os.replace(self.path(src), target)
-        except FileNotFoundError:
+        src, target = self.path(file.staged), self.path(file.visible)
+        if not src.exists():
             return False
-        _fsync_dir(target.parent)
+        if not _has_size(src, file.size):
+            raise StorageError("publish", str(src), f"staged file is not as committed ({file.size} bytes)")
+        crash.point(f"publish {file.visible}")
+        with _disk("publish", target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, target)
+            except FileNotFoundError:
+                return False
+            _fsync_dir(target.parent)
         return True
+
+    def is_published(self, file: StagedFile) -> bool:
+        return _has_size(self.path(file.visible), file.size)
 
     @contextlib.contextmanager
     def lease(self, run_id: str, prefix: str) -> Iterator[None]:
         """Hold a shared flock on the run's lock file: the run and each of its workers take one, so the run
         counts as alive while any of its processes is; the kernel drops the lock of a killed process."""
         path = self.path(f"{prefix}/{run_id}.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with _disk("lock", path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            with _disk("lock", path):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_SH)
             # A cleaner may have unlinked the file between our open and flock: lock the file at the name.
             with contextlib.suppress(FileNotFoundError):
@@ -203,9 +252,6 @@ class LocalStore:
     def end_lease(self, run_id: str, prefix: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(f"{prefix}/{run_id}.lock"))
-
-    def check_lease(self, run_id: str, prefix: str) -> None:
-        """Nothing to check: a live process holds its flock for as long as it lives."""
 
     def is_dead(self, run_id: str, prefix: str) -> bool:
         """A run is dead when nobody holds its lock (the kernel drops an flock with its process)."""
@@ -235,8 +281,11 @@ class LocalStore:
                         removed += 1
         return removed
 
-    def clean_uploads(self, prefix: str, runs: str, own_run: str) -> int:
-        return 0
+    def staged_runs(self, prefix: str) -> set[str]:
+        """The runs with a staging folder under `prefix`."""
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            return set(os.listdir(self.path(prefix)))
+        return set()
 
     def abort_uploads(self, prefix: str) -> int:
         return 0  # no multipart uploads on a local disk; dead runs' temp files go with their staging folder
@@ -253,6 +302,47 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie wrote its last byte long ago
+
+
+@contextlib.contextmanager
+def _disk(operation: str, path: Path) -> Iterator[None]:
+    """An OSError of the target's disk (full, read-only, not permitted) as a StorageError naming the path."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        raise StorageError(operation, str(path), e.strerror or str(e)) from e
+
+
+@contextlib.contextmanager
+def _removing(tmp: Path) -> Iterator[None]:
+    """Remove the temporary file `tmp` if the block fails: a failed write leaves nothing behind."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a disk filling up): go on until all is written or it fails."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(28, os.strerror(28))  # ENOSPC: the kernel accepted nothing more
+        view = view[written:]
+
+
+def _has_size(path: Path, size: int) -> bool:
+    """`path` exists and holds `size` bytes (size -1: any)."""
+    try:
+        found = os.stat(path).st_size
+    except FileNotFoundError:
+        return False
+    return size < 0 or found == size
 
 
 def _fsync_file(path: Path) -> None:

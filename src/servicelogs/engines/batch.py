@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -23,12 +24,13 @@ from servicelogs.engines import local
 from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.local import BatchResult, BatchTask, Progress
-from servicelogs.engines.writer import PartitionedWriter
-from servicelogs.errors import ConflictError, SourceError
+from servicelogs.engines.writer import PartitionedWriter, WrittenFile
+from servicelogs.errors import ConflictError, FencedError, SourceError, StorageError
 from servicelogs.ledger import Ledger, State
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
+from servicelogs.storage import StagedFile
 from servicelogs.summary import ObjectProblem, reason_kind
 
 UNKNOWN = "unknown"
@@ -115,18 +117,26 @@ def convert_batch(task: BatchTask) -> BatchResult:
 
     An object that cannot be read is dropped and the batch redone without it (a new batch id, so no name
     is shared with the failed attempt). A batch another run committed first is dropped; if only some of
-    its sources were taken, the rest is converted as a new batch.
+    its sources were taken, the rest is converted as a new batch. A staged file that is gone or altered
+    before the commit (someone cleaned the target) makes the batch be redone: a commit only names files
+    that exist, as written. A run fenced by another (taken for dead) stops with FencedError.
     """
     ledger = Ledger(task.store, task.layout.state)
     with task.store.lease(task.run_id, ledger.runs):
         return _convert_batch(task, ledger)
 
 
+REDO_VANISHED = 3  # attempts at a batch whose staged files keep vanishing before it is committed
+
+
 def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
     fmt = formats.get(task.format_name)
+    # Starting at the run's head: a fence of this run can only follow its first staged file, so it lies
+    # after the head the run read before staging anything; the commit reads every record after that.
     state = State(head=task.head)
     objects = task.objects
     outcome = BatchResult()
+    vanished = 0
     while objects:
         result = BatchResult(batch_id=local.batch_id(objects))  # looked up when called: a test replaces it
         sources = tuple(obj for obj, _ in objects)
@@ -138,6 +148,7 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
         rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
             _convert_objects(fmt, task, objects, rows, rejects, result)
+            written = rows.close() + rejects.close()
         except SourceError as e:
             rows.abort()
             rejects.abort()
@@ -147,12 +158,25 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
             outcome.failed.append(ObjectProblem(e.key, e.reason))
             objects = tuple(item for item in objects if item[0].key != e.key)
             continue
-        rows.close()
-        rejects.close()
-        rels = task.store.stage(work, staging)
-        files = [(f"{staging}/{rel}", task.layout.visible(rel)) for rel in rels]
+        except BaseException:  # a full disk, say: the run stops, the partial files go
+            rows.abort()
+            rejects.abort()
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         try:
-            task.store.check_lease(task.run_id, ledger.runs)
+            files = task.store.stage(work, staging, _staged_files(task, work, staging, written))
+        except StorageError:
+            _stop_if_fenced(ledger, state, task.run_id, staging)  # our uploads were aborted by a fencing run
+            raise
+        gone = [f.staged for f in files if not task.store.is_staged(f)]
+        if gone:
+            _stop_if_fenced(ledger, state, task.run_id, staging)
+            task.store.delete_prefix(staging)
+            vanished += 1
+            if vanished >= REDO_VANISHED:
+                raise StorageError("stage", gone[0], f"staged files vanished before their commit, {vanished} times")
+            continue  # the same batch again: its sources are not done, and must not be marked done
+        try:
             commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
         except ConflictError:
             task.store.delete_prefix(staging)
@@ -160,13 +184,33 @@ def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
             outcome.lost.append(result.batch_id)
             objects = tuple(item for item in objects if not state.is_done(item[0]))
             continue
+        except FencedError:
+            task.store.delete_prefix(staging)  # never to be committed; the intent stays for the next run
+            raise
         ledger.publish(commit)
         ledger.finish(commit)
         _merge(outcome, result)
-        outcome.files += [visible for _, visible in files]
+        outcome.files += [f.visible for f in files]
         outcome.committed += 1
         break
     return outcome
+
+
+def _stop_if_fenced(ledger: Ledger, state: State, run_id: str, staging: str) -> None:
+    """When a staged file is gone or an upload aborted, a fencing run may be why: then say so, and stop."""
+    ledger.catch_up(state)
+    if run_id in state.fenced:
+        ledger.store.delete_prefix(staging)
+        state.refuse_if_fenced(run_id)
+
+
+def _staged_files(task: BatchTask, work: Path, staging: str, written: list[WrittenFile]) -> list[StagedFile]:
+    """The writers' files as the commit will name them: staged key, visible key, size and CRC-32."""
+    files = []
+    for w in written:
+        rel = w.path.relative_to(work).as_posix()
+        files.append(StagedFile(f"{staging}/{rel}", task.layout.visible(rel), w.size, w.crc32))
+    return files
 
 
 # What an object adds to its batch's result, and a batch to its outcome (with objects_converted).

@@ -273,7 +273,7 @@ def _run(
     run_id = summary.run_id
     state = ledger.load()
     summary.commits_repaired = ledger.publish_pending(state)
-    summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id)
+    summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id, state)
     summary.identities_migrated = migrate_identities(ledger, state, run_id)
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
     workers = workers or os.cpu_count() or 1
@@ -360,14 +360,23 @@ def _resume_intents(ledger: Ledger, state: State, new: list[Item], summary: RunS
     return resumed
 
 
-def clean_abandoned(store: Store, ledger: Ledger, own_run: str) -> tuple[int, int]:
-    """Remove the staging folders and multipart uploads of runs that died. Their committed batches were
-    published just before (publish_pending), so what is left in their staging was never committed."""
-    runs = {key.split("/", 3)[3].split("/", 1)[0] for key, _ in store.list(f"{ledger.prefix}/staging")}
-    dead = {r for r in runs if r != own_run and store.is_dead(r, ledger.runs)}
-    for r in sorted(dead):
-        store.delete_prefix(f"{ledger.prefix}/staging/{r}")
-    aborted = store.clean_uploads(f"{ledger.prefix}/staging", ledger.runs, own_run)
+def clean_abandoned(store: Store, ledger: Ledger, own_run: str, state: State | None = None) -> tuple[int, int]:
+    """Remove the staging folders and multipart uploads of runs taken for dead (lock free, lease lapsed).
+
+    Taking a run for dead is a guess (it may be paused, or its host's clock behind), so each is first fenced
+    in the ledger: from then on it can commit nothing, and all it did commit lies below the fence, in
+    `state`; those commits are published, and only then is its staging deleted. `state` is advanced."""
+    state = state if state is not None else ledger.load()
+    staging = f"{ledger.prefix}/staging"
+    dead = sorted(r for r in store.staged_runs(staging) if r != own_run and store.is_dead(r, ledger.runs))
+    aborted = 0
+    for r in dead:
+        ledger.fence(state, r, by=own_run)
+        for commit in state.recent:
+            if commit.run_id == r:
+                ledger.publish(commit)
+        store.delete_prefix(f"{staging}/{r}")
+        aborted += store.abort_uploads(f"{staging}/{r}")
     clean_temp = getattr(store, "clean_temp", None)
     if clean_temp:
         clean_temp(ledger.prefix)

@@ -3,19 +3,25 @@
 Files are written under a staging folder outside the table, named from the batch that produced them
 (`part-<batch id>.parquet`); the ledger moves them into the table only once the batch is committed
 (servicelogs.ledger). A reader globbing the table therefore never sees a partial file, and a replayed
-batch writes the same names.
+batch writes the same names. The writer reports each file it wrote with its size and CRC-32, counted as
+the bytes went out, so the commit names the files as written, not whatever a listing finds later.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from servicelogs import crash
+from servicelogs.errors import StorageError
 from servicelogs.render.arrow import column_encodings
 
 ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
@@ -23,6 +29,56 @@ BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one ba
 # Wide rows (JSON record formats: ~1.5 KB a row) reach memory limits long before row limits do.
 ROW_GROUP_BYTES = 32 << 20  # measured on 1.5 KB rows: 64 MB cost ~140 MB more peak RSS, no speed
 BUFFERED_BYTES_LIMIT = 2 * ROW_GROUP_BYTES
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    size: int
+    crc32: int
+
+
+class _CountingFile(io.RawIOBase):
+    """A file opened for writing that counts the bytes written and their CRC-32 (cheap: zlib's runs at
+    several GB/s, on bytes already in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close(), which the Parquet writer calls)
+        self.size = 0
+        self.crc32 = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        view = memoryview(data)
+        self._file.write(view)  # a buffered file writes all or raises
+        self.size += view.nbytes
+        self.crc32 = zlib.crc32(view, self.crc32)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                super().close()  # flushes
+            finally:
+                self._file.close()
+
+
+@contextlib.contextmanager
+def _disk(operation: str, path: Path) -> Iterator[None]:
+    """A full, read-only or forbidden disk as a StorageError naming the file (pyarrow raises OSError)."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(operation, str(path), e.strerror or str(e)) from e
 
 
 class PartitionedWriter:
@@ -36,6 +92,7 @@ class PartitionedWriter:
         self._buffers: dict[str, list[pa.Table]] = {}
         self._buffered: dict[str, int] = {}
         self._buffered_bytes: dict[str, int] = {}
+        self._files: dict[str, _CountingFile] = {}
         self.rows_written = 0
 
     def write(self, partition: str, table: pa.Table) -> None:
@@ -58,14 +115,19 @@ class PartitionedWriter:
         self._buffered_bytes.pop(partition, None)
         if not tables:
             return
+        path = self.staging / partition / self.file_name
+        with _disk("write", path):
+            self._write(partition, path, tables)
+
+    def _write(self, partition: str, path: Path, tables: list[pa.Table]) -> None:
         writer = self._writers.get(partition)
         if writer is None:
-            path = self.staging / partition / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
             crash.point(f"create {path.name} in {partition or '.'}")
             encodings = column_encodings(self.schema)
+            self._files[partition] = _CountingFile(path)
             writer = pq.ParquetWriter(
-                path,
+                self._files[partition],
                 self.schema,
                 compression="zstd",
                 compression_level=1,
@@ -80,20 +142,29 @@ class PartitionedWriter:
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.rows_written += table.num_rows
 
-    def close(self) -> list[str]:
-        """Flush and close every file; returns the partitions written."""
+    def close(self) -> list[WrittenFile]:
+        """Flush and close every file; returns the files written, each with its size and CRC-32."""
         for partition in list(self._buffers):
             self._flush(partition)
-        for partition, writer in self._writers.items():
+        written = []
+        for partition, writer in sorted(self._writers.items()):
             crash.point(f"close {self.file_name} in {partition or '.'}")
-            writer.close()
-        return sorted(self._writers)
+            file = self._files[partition]
+            with _disk("write", file.path):
+                writer.close()
+                file.close()
+            written.append(WrittenFile(file.path, file.size, file.crc32))
+        return written
 
     def abort(self) -> None:
-        for writer in self._writers.values():
-            with contextlib.suppress(OSError):
+        for writer, file in zip(self._writers.values(), self._files.values(), strict=True):
+            with contextlib.suppress(OSError, ValueError):
                 writer.close()
+            writer.is_open = False  # else pyarrow closes it again when collected, and prints the error again
+            with contextlib.suppress(OSError, ValueError):
+                file.close()
         self._writers.clear()
+        self._files.clear()
         self._buffers.clear()
         self._buffered.clear()
         self._buffered_bytes.clear()
