@@ -132,7 +132,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if _ctx is None:
         _ctx = multiprocessing.get_context("forkserver")
         _ctx.set_forkserver_preload(
-            ["servicelogs.cli", "servicelogs.engines.local", "servicelogs.s3", "pyarrow.parquet"]
+            ["servicelogs.cli", "servicelogs.engines.local", "servicelogs.run", "servicelogs.s3", "pyarrow.parquet"]
         )
     return _ctx
 

@@ -145,7 +145,7 @@ def test_help_names_s3_and_the_exit_codes():
 
 def test_status_shows_each_runs_source_window_and_outcome(tmp_path):
     import servicelogs
-    from servicelogs.engines.local import INTERRUPTED
+    from servicelogs.run import INTERRUPTED
 
     source, lake = tmp_path / "src", tmp_path / "lake"
     _one_alb_object(source, "2024/05/28")

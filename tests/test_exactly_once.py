@@ -18,6 +18,7 @@ from exactly_once_support import (
     alb_key,
     expected_lines,
     finish,
+    full_location,
     oracle,
     point_numbers,
     resume,
@@ -30,11 +31,14 @@ from exactly_once_support import (
 )
 
 import servicelogs
+from servicelogs import run
 from servicelogs.engines import local
 from servicelogs.errors import FencedError
-from servicelogs.ledger import Fence, Ledger
+from servicelogs.layout import Layout
+from servicelogs.ledger import Fence, Ledger, State
 from servicelogs.sources import LocalSource
 from servicelogs.storage import LocalStore
+from servicelogs.summary import RunSummary
 
 SOAK_KILLS = int(os.environ.get("SERVICELOGS_SOAK_KILLS", "20"))
 PAUSE_STRIDE = int(os.environ.get("SERVICELOGS_PAUSE_STRIDE", "10"))
@@ -195,8 +199,8 @@ def test_oracle_catches_broken_variants(tmp_path: Path, monkeypatch) -> None:
     assert oracle(expected, lake, root=src).ok
 
     # At-least-once (what a lost Glue bookmark gives): the state is lost and file names are random.
-    real = local.batch_id
-    monkeypatch.setattr(local, "batch_id", lambda objs: real(objs) + os.urandom(3).hex())
+    real = run.batch_id
+    monkeypatch.setattr(run, "batch_id", lambda objs: real(objs) + os.urandom(3).hex())
     shutil.rmtree(lake / "_servicelogs")
     servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)
     assert len(oracle(expected, lake, root=src).duplicates) == sum(expected.values())
@@ -298,16 +302,27 @@ def test_a_batch_partly_taken_by_another_run_converts_only_the_rest(corpus) -> N
     source, store = LocalSource(src), LocalStore(lake)
     fmt = servicelogs.formats.get("alb")
     items = tuple((o, tuple(sorted(fmt.match_key(o.key).items()))) for o in sorted(source.list()))  # type: ignore[union-attr]
-    task = local.BatchTask("alb", source, store, local.Layout("alb"), "stale-run", items, head=0)
-    result = local.convert_batch(task)
-    assert (len(result.lost), result.committed, result.objects_converted) == (1, 1, 4)
+    result = convert_as(store, source, "stale-run", items)
+    assert (result.batches_lost, result.batches_committed, result.objects_converted) == (1, 1, 4)
     assert_clean(lake, objects)
 
 
 # -- fencing, files as written, damage named ------------------------------------------------------------
 
 
-def _items(src: Path) -> tuple[local.Item, ...]:
+def convert_as(
+    store: LocalStore, source: LocalSource, run_id: str, items: tuple[run.Item, ...], head: int = 0
+) -> RunSummary:
+    """Convert and commit `items` as run `run_id` would, from the ledger as of `head` (a stale view)."""
+    ledger = Ledger(store, "_servicelogs/alb")
+    summary = RunSummary(run_id, "alb", str(source), store.url)
+    state = State(head=head)
+    committer = run.Committer("alb", source, store, Layout("alb"), ledger, state, summary)
+    committer.convert([committer.task(items)], local.execute, 1, None)
+    return summary
+
+
+def _items(src: Path) -> tuple[run.Item, ...]:
     fmt = servicelogs.formats.get("alb")
     return tuple((o, tuple(sorted(fmt.match_key(o.key).items()))) for o in sorted(LocalSource(src).list()))  # type: ignore[union-attr]
 
@@ -355,9 +370,8 @@ def test_a_fenced_run_commits_nothing_and_says_so(corpus) -> None:
     assert ledger.fence(state, "paused-run", by="other-run")
     assert not ledger.fence(ledger.load(), "paused-run", by="third-run"), "one fence is enough"
     assert ledger.read(1) == Fence(1, "other-run", "paused-run", ledger.read(1).token, ledger.read(1).time)  # type: ignore[union-attr]
-    task = local.BatchTask("alb", LocalSource(src), store, local.Layout("alb"), "paused-run", _items(src), head=0)
     with pytest.raises(FencedError, match="run paused-run was fenced by run other-run at ledger position 1"):
-        local.convert_batch(task)
+        convert_as(store, LocalSource(src), "paused-run", _items(src))
     assert oracle(expected_lines(objects), lake).missing and list(ledger.commits()) == []
     assert not (lake / "_servicelogs/alb/staging/paused-run").exists() or not any(
         p.is_file() for p in (lake / "_servicelogs/alb/staging/paused-run").rglob("*")
@@ -452,16 +466,16 @@ def test_a_commit_made_before_the_fence_stands_and_the_fencer_publishes_it(corpu
 
     monkeypatch.setattr(Ledger, "publish", die)
     items = _items(src)[:2]
-    task = local.BatchTask("alb", LocalSource(src), store, local.Layout("alb"), "run-a", items, head=0)
     with pytest.raises(Died):
-        local.convert_batch(task)
+        convert_as(store, LocalSource(src), "run-a", items)
     monkeypatch.undo()
     assert oracle(expected_lines(objects), lake).rows == 0 and len(list(ledger.commits())) == 1
 
-    assert local.clean_abandoned(store, ledger, "run-b", seen_by_b) == (1, 0)
+    assert run.clean_abandoned(store, ledger, "run-b", seen_by_b) == (1, 0)
     assert isinstance(ledger.read(2), Fence) and ledger.read(2).fenced == "run-a"  # type: ignore[union-attr]
-    a_lines = expected_lines({o.key: objects[o.key] for o, _ in items})
-    verdict = oracle(a_lines, lake)
+    base = full_location(src) + "/"
+    a_lines = expected_lines({o.key.removeprefix(base): objects[o.key.removeprefix(base)] for o, _ in items})
+    verdict = oracle(a_lines, lake, root=src)
     assert not verdict.missing and not verdict.duplicates, str(verdict)
     assert not (lake / "_servicelogs/alb/staging/run-a").exists()
     done = servicelogs.convert("alb", src, lake, workers=1, batch_objects=2)

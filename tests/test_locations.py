@@ -340,13 +340,13 @@ def test_a_worker_killed_mid_batch_fails_its_batch_and_the_next_run_redoes_it(tm
 
 def test_a_failed_run_leaves_no_lock_file(corpus, monkeypatch) -> None:
     src, lake, _ = corpus
-    from servicelogs.engines import local
+    from servicelogs import run
     from servicelogs.errors import StorageError
 
     def store_fails(*args: object) -> None:
         raise StorageError("write", "somewhere", "No space left on device")
 
-    monkeypatch.setattr(local, "_run", store_fails)
+    monkeypatch.setattr(run, "_run", store_fails)
     with pytest.raises(StorageError):
         servicelogs.convert("alb", src, lake, workers=1)
     runs = lake / "_servicelogs" / "alb" / "runs"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from servicelogs import formats
-from servicelogs.engines.local import BATCH_BYTES, MIN_BATCH_BYTES, batch_size, plan_batches
+from servicelogs.run import BATCH_BYTES, MIN_BATCH_BYTES, batch_size, plan_batches
 from servicelogs.sources import SourceObject
 from servicelogs.synth import write_corpus
 

@@ -27,11 +27,14 @@ from exactly_once_support import (  # noqa: E402
 from spark_support import fixture_corpus, table_files, without_run_id  # noqa: E402
 
 import servicelogs  # noqa: E402
-from servicelogs.engines import local  # noqa: E402
+from servicelogs import run  # noqa: E402
+from servicelogs.engines import batch  # noqa: E402
 from servicelogs.engines import spark as spark_engine  # noqa: E402
+from servicelogs.layout import Layout  # noqa: E402
 from servicelogs.ledger import Ledger  # noqa: E402
 from servicelogs.sources import LocalSource  # noqa: E402
 from servicelogs.storage import LocalStore  # noqa: E402
+from servicelogs.summary import RunSummary  # noqa: E402
 
 MASTER = "local[2,2]"  # two cores; a failed task is tried once more, as a cluster retries a lost executor's
 BATCH_OBJECTS = 3  # several batches per format, so several tasks run at once
@@ -88,47 +91,55 @@ def test_bad_input_gives_the_same_rejects_and_failures(spark, tmp_path: Path) ->
     assert len(spark_summary.failed) == (1 if local_summary.failed else 0)
 
 
-def tasks_for(source: Path, target: Path, run_id: str) -> list[local.BatchTask]:
-    fmt = servicelogs.formats.get("alb")
-    items = [(obj, tuple(sorted(fmt.match_key(obj.key).items()))) for obj in LocalSource(source).list()]
+def committer_for(source: Path, target: Path, run_id: str) -> run.Committer:
     store = LocalStore(target)
-    return [
-        local.BatchTask("alb", LocalSource(source), store, local.Layout("alb"), run_id, batch)
-        for batch in local.plan_batches(items, batch_objects=BATCH_OBJECTS)
-    ]
+    summary = RunSummary(run_id, "alb", str(source), store.url)
+    ledger = Ledger(store, "_servicelogs/alb")
+    return run.Committer("alb", LocalSource(source), store, Layout("alb"), ledger, ledger.load(), summary)
 
 
-def test_an_executor_running_a_batch_twice_adds_no_copy(tmp_path: Path) -> None:
+def test_two_attempts_at_a_batch_stage_apart_and_one_is_committed(tmp_path: Path) -> None:
+    """Spark may run a task twice (a lost executor, a speculative copy): each attempt stages in its own
+    folder, so neither deletes the other's files, and the driver commits the one Spark hands it."""
     objects = source_objects(6)
     write_local(tmp_path / "src", objects)
-    tasks = tasks_for(tmp_path / "src", tmp_path / "dst", "20240101T000000Z-aaaaaa")
-    first = [spark_engine.convert_attempt(t) for t in tasks]
-    second = [spark_engine.convert_attempt(t) for t in tasks]
-    assert [r.committed for r in first] == [1, 1]
-    assert [(r.committed, r.rows, len(r.lost)) for r in second] == [(0, 0, 1), (0, 0, 1)]
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    committer = committer_for(tmp_path / "src", tmp_path / "dst", "20240101T000000Z-aaaaaa")
+    fmt = servicelogs.formats.get("alb")
+    items = [(obj, tuple(sorted(fmt.match_key(obj.key).items()))) for obj in LocalSource(tmp_path / "src").list()]
+    tasks = [committer.task(batch) for batch in run.plan_batches(items, batch_objects=BATCH_OBJECTS)]
+    first = [batch.stage_batch(t, attempt=0) for t in tasks]
+    second = [batch.stage_batch(t, attempt=1) for t in tasks]
+    assert [s.staging for s in second] == [f"{t.staging}.1" for t in tasks]
+    assert all(committer.store.is_staged(f) for s in first + second for f in s.files)
+    assert [committer.settle(t, s) for t, s in zip(tasks, second, strict=True)] == [None, None]
+    assert (committer.summary.batches_committed, committer.summary.batches_lost) == (2, 0)
+    commits = list(committer.ledger.commits())
+    assert [c.batch_id for c in commits] == [t.batch_id for t in tasks]
+    assert all(f.staged.startswith(f"{t.staging}.1/") for c, t in zip(commits, tasks, strict=True) for f in c.files)
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, str(verdict)
 
 
-def test_a_task_retried_after_its_commit_adds_no_copy(spark, tmp_path: Path, monkeypatch) -> None:
-    """Each task converts and commits its batch, then its first attempt dies (an executor lost before it
-    reported): Spark runs the task again; the retry's batch is already committed, so it drops its copy."""
+def test_a_task_retried_after_it_staged_is_committed_once(spark, tmp_path: Path, monkeypatch) -> None:
+    """Each task stages its batch, then its first attempt dies (an executor lost before it reported): Spark
+    runs the task again, which stages apart; the driver commits the retry's files, once per batch."""
     objects = source_objects(6)
     write_local(tmp_path / "src", objects)
     convert_attempt = spark_engine.convert_attempt
 
-    def lost_after_commit(task: local.BatchTask) -> local.BatchResult:
+    def lost_after_staging(task: run.BatchTask) -> run.StagedBatch:
         from pyspark import TaskContext
 
         result = convert_attempt(task)
         if TaskContext.get().attemptNumber() == 0:
-            raise RuntimeError("executor lost after its commit")
+            raise RuntimeError("executor lost after staging")
         return result
 
-    monkeypatch.setattr(spark_engine, "convert_attempt", lost_after_commit)
+    monkeypatch.setattr(spark_engine, "convert_attempt", lost_after_staging)
     summary = servicelogs.convert("alb", tmp_path / "src", tmp_path / "dst", engine="spark", batch_objects=3)
-    assert (summary.batches_committed, summary.batches_lost) == (0, 2)  # the retries found their batches done
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    assert (summary.batches_committed, summary.batches_lost) == (2, 0)  # a retry is not a concurrent run
+    assert (summary.rows, summary.rejects) == (12, 2)
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, str(verdict)
     assert (verdict.rows, verdict.rejects) == (12, 2)
     assert visible_junk(tmp_path / "dst") == []
@@ -149,7 +160,7 @@ def test_a_killed_spark_run_reruns_exactly_once(tmp_path: Path) -> None:
     killed = finish(proc, out)
     rerun = run_cli(argv, timeout=180)
     assert rerun.code == 0, rerun.output
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, f"{verdict} (first run: {'killed' if killed.killed else killed.output})"
     assert visible_junk(tmp_path / "dst") == []
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from datetime import date
 
     from servicelogs.catalogs import Catalog
-    from servicelogs.engines.local import Progress
+    from servicelogs.run import Progress
     from servicelogs.summary import RunSummary
 
 __all__ = ["ServiceLogsError", "convert", "formats"]
@@ -52,7 +52,7 @@ def convert(
     """Convert the logs of `format` under `source` into the table under `target`.
 
     `source` and `target` are local folders or s3://bucket/prefix URLs. Only objects not yet in the
-    table's ledger are read; see `servicelogs.engines.local.run` for `since`, `until` and `on_rewrite`.
+    table's ledger are read; see `servicelogs.run.run` for `since`, `until` and `on_rewrite`.
     Returns the run summary; an object that could not be read is listed in `summary.failed` (the run
     goes on). `engine="spark"` runs the batches as Spark tasks (servicelogs.engines.spark; `master` as for
     spark-submit, default the active session's or local[*]); the rows are the same. Raises UsageError for an
@@ -65,6 +65,7 @@ def convert(
     `<table>_rejects`); `projection` declares Athena partition projection instead of partitions. The
     outcome is in `summary.catalog`; a catalog that fails fails no data (the next run catches up).
     """
+    from servicelogs import run
     from servicelogs.engines import local
     from servicelogs.sources import open_source
     from servicelogs.storage import open_store
@@ -77,7 +78,6 @@ def convert(
     if engine == "spark":
         from servicelogs.engines import spark
 
-        tuning["execute"] = spark.executor(master)  # type: ignore[assignment]
     target_store = open_store(os.fspath(target))
     if endpoint_url and hasattr(target_store, "s3"):
         target_store.s3.endpoint_url = endpoint_url  # type: ignore[union-attr]
@@ -98,10 +98,11 @@ def convert(
             rejects=rejects_table,
             projection=projection,
         )
-    return local.run(
+    return run.run(
         fmt,
         source_objects,
         target_store,
+        engine=spark.executor(master) if engine == "spark" else local.execute,
         register=register,
         workers=workers,
         table_name=table,

@@ -151,8 +151,19 @@ class Ledger:
     def intent_key(self, batch_id: str) -> str:
         return f"{self.prefix}/ledger/intents/{batch_id}.json"
 
-    def staging(self, run_id: str, batch_id: str) -> str:
-        return f"{self.prefix}/staging/{run_id}/{batch_id}"
+    @property
+    def staging_root(self) -> str:
+        return f"{self.prefix}/staging"
+
+    def staging(self, run_id: str, batch_id: str = "", attempt: int = 0) -> str:
+        """A batch's staging folder (an attempt after the first, a Spark retry, stages apart); without a
+        batch, the run's."""
+        run = f"{self.staging_root}/{run_id}"
+        return f"{run}/{batch_id}{f'.{attempt}' if attempt else ''}" if batch_id else run
+
+    def staged_run(self, key: str) -> str:
+        """The run a staged key belongs to."""
+        return key[len(self.staging_root) + 1 :].split("/", 1)[0]
 
     @property
     def runs(self) -> str:
@@ -212,6 +223,10 @@ class Ledger:
             yield intent
 
     # -- writing ---------------------------------------------------------------------------------------
+    def drop_intent(self, batch_id: str) -> None:
+        """Intents only steer a redo: dropping one is always safe."""
+        self.store.delete(self.intent_key(batch_id))
+
     def record_intent(self, batch_id: str, sources: Iterable[SourceObject]) -> None:
         body = {"batch_id": batch_id, "sources": [[o.key, o.size, o.etag] for o in sources]}
         self.store.put(self.intent_key(batch_id), json.dumps(body, separators=(",", ":")).encode())
@@ -279,7 +294,7 @@ class Ledger:
     def finish(self, commit: Commit) -> None:
         """After publishing: drop the batch's staging and its intent."""
         self.store.delete_prefix(self.staging(commit.run_id, commit.batch_id))
-        self.store.delete(self.intent_key(commit.batch_id))
+        self.drop_intent(commit.batch_id)
 
     def publish_pending(self, state: State, published_by: str = "") -> int:
         """Publish the commits after the checkpoint (a crash may have struck between commit and copy),
@@ -356,4 +371,3 @@ def _read_checkpoint(data: bytes, seq: int, name: str) -> State:
         batches=set(batches.column("batch_id").to_pylist()),
         fenced={run: (at[0], at[1]) for run, at in fenced.items()},
     )
-

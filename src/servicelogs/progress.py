@@ -17,7 +17,7 @@ LOG_EVERY = 5.0  # seconds between two lines when stderr is not a terminal
 
 
 class RunProgress:
-    """Implements `servicelogs.engines.local.Progress`: `terminal` draws a bar, else a line every `every` seconds;
+    """Implements `servicelogs.run.Progress`: `terminal` draws a bar, else a line every `every` seconds;
     `verbose` also writes a line per object read."""
 
     def __init__(self, stream: TextIO, *, terminal: bool, verbose: bool = False, every: float = LOG_EVERY) -> None:
@@ -30,7 +30,7 @@ class RunProgress:
         self._done_keys: set[str] = set()
         self._bar: tqdm | None = None
 
-    # -- engines.local.Progress ----------------------------------------------------------------------------
+    # -- servicelogs.run.Progress ----------------------------------------------------------------------------
 
     def planned(self, objects: int, source_bytes: int) -> None:
         self.objects, self.source_bytes = objects, source_bytes

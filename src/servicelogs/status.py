@@ -49,7 +49,7 @@ def status(store: Store, table: str, last_runs: int = 5) -> dict[str, Any]:
     ledger = Ledger(store, f"_servicelogs/{table}")
     state = ledger.load()
     intents = [bid for bid, _ in ledger.intents() if bid not in state.batches]
-    staging_runs = sorted({key.split("/", 3)[3].split("/", 1)[0] for key, _ in store.list(f"{ledger.prefix}/staging")})
+    staging_runs = sorted({ledger.staged_run(key) for key, _ in store.list(ledger.staging_root)})
     return {
         "target": store.url,
         "table": table,

@@ -92,6 +92,10 @@ class Store(Protocol):
 
     def abort_uploads(self, prefix: str) -> int: ...
 
+    def clean_temp(self, prefix: str) -> int:
+        """Delete temporary files of writers that died under `prefix`; how many."""
+        ...
+
 
 def open_store(location: str | os.PathLike[str]) -> Store:
     location = os.fspath(location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 TOP_REASONS = 5  # reject reasons the text summary lists
 
@@ -20,6 +20,34 @@ def reason_kind(reason: str) -> str:
 
 _VALUE = re.compile(r"(field '[^']*'(?: member \S+)?: ).*?( is (?:not|outside) )", re.DOTALL)
 _NUMBER = re.compile(r"\b\d+(?= (?:bytes|fields)\b)|(?<=at byte )\d+")
+
+
+@dataclass
+class Counts:
+    """What converting adds up, declared once: an object's, a batch's, a run's (RunSummary has these fields)."""
+
+    objects_converted: int = 0
+    lines: int = 0
+    rows: int = 0
+    rejects: int = 0
+    header_lines: int = 0
+    extra_field_rows: int = 0
+    bytes_read: int = 0
+    bytes_text: int = 0
+    generations: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    """Values recognised as not records and skipped (a digest, an empty records array): reason → count."""
+    reject_reasons: Counter[str] = field(default_factory=Counter)  # reason_kind → rejects
+
+    def add(self, other: Counts) -> None:
+        for name in COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in TALLY_FIELDS:
+            getattr(self, name).update(getattr(other, name))
+
+
+COUNT_FIELDS = tuple(f.name for f in fields(Counts) if f.type == "int")
+TALLY_FIELDS = tuple(f.name for f in fields(Counts) if f.type != "int")
 
 
 @dataclass
@@ -96,6 +124,15 @@ class RunSummary:
         d["mb_per_second"] = round(self.mb_per_second, 2)
         d["ok"] = self.ok
         return d
+
+    def add(self, counts: Counts) -> None:
+        """A committed batch's counts join the run's."""
+        for name in COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(counts, name))
+        for name in TALLY_FIELDS:
+            merged = Counter(getattr(self, name))
+            merged.update(getattr(counts, name))
+            setattr(self, name, dict(merged.most_common() if name == "reject_reasons" else merged))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -1,8 +1,8 @@
-"""One batch of source objects → staged Parquet files → a ledger commit: the work of a worker process.
+"""One batch of source objects → staged Parquet files and counts: the work of a worker process.
 
-`engines.local` plans the batches and runs them; this module converts one. It is the only part of the local
-engine that needs pyarrow (and DuckDB, for JSON record formats), so a run with several workers never imports it:
-only its workers do.
+The run (servicelogs.run) plans the batches, commits and publishes them; this module converts one. It is the
+only part of the local engine that needs pyarrow (and DuckDB, for JSON record formats), so a run with several
+workers never imports it: only its workers do.
 """
 
 from __future__ import annotations
@@ -20,18 +20,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs import formats
-from servicelogs.engines import local
 from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed
 from servicelogs.engines.header_parse import HeaderDelimitedParser
-from servicelogs.engines.local import BatchResult, BatchTask, Progress
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
-from servicelogs.errors import ConflictError, FencedError, SourceError, StorageError
-from servicelogs.ledger import Ledger, State
+from servicelogs.errors import SourceError
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
+from servicelogs.run import BatchTask, Progress, ProgressEvent, StagedBatch, report
 from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
-from servicelogs.summary import ObjectProblem, reason_kind
+from servicelogs.summary import Counts, ObjectProblem, reason_kind
 
 UNKNOWN = "unknown"
 
@@ -64,7 +62,10 @@ _progress_queue: multiprocessing.Queue | _CallbackQueue | None = None
 
 class _CallbackQueue:
     def __init__(self, callback: Progress) -> None:
-        self.put = lambda event: local.report(callback, event)
+        self.callback = callback
+
+    def put(self, event: ProgressEvent) -> None:
+        report(self.callback, event)
 
 
 @contextlib.contextmanager
@@ -112,96 +113,33 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def convert_batch(task: BatchTask) -> BatchResult:
-    """Convert one batch and commit it: intent → staged files → ledger commit → publish.
-
-    An object that cannot be read is dropped and the batch redone without it (a new batch id, so no name
-    is shared with the failed attempt). A batch another run committed first is dropped; if only some of
-    its sources were taken, the rest is converted as a new batch. A staged file that is gone or altered
-    before the commit (someone cleaned the target) makes the batch be redone: a commit only names files
-    that exist, as written. A run fenced by another (taken for dead) stops with FencedError.
-    """
-    ledger = Ledger(task.store, task.layout.state)
-    with task.store.lease(task.run_id, ledger.runs):
-        return _convert_batch(task, ledger)
-
-
-REDO_VANISHED = 3  # attempts at a batch whose staged files keep vanishing before it is committed
-
-
-def _convert_batch(task: BatchTask, ledger: Ledger) -> BatchResult:
+def stage_batch(task: BatchTask, attempt: int = 0) -> StagedBatch:
+    """Convert one batch's objects into staged files, with their sizes and checksums, and its counts. An
+    object that cannot be read stops the batch: nothing of it stays staged, and the object is reported in
+    `failed` (the run redoes the batch without it). A retried attempt (Spark) stages apart."""
+    staging = task.staging_of(attempt)
+    staged = StagedBatch(task.batch_id, staging=staging)
     fmt = formats.get(task.format_name)
-    # Starting at the run's head: a fence of this run can only follow its first staged file, so it lies
-    # after the head the run read before staging anything; the commit reads every record after that.
-    state = State(head=task.head)
-    objects = task.objects
-    outcome = BatchResult()
-    vanished = 0
-    while objects:
-        result = BatchResult(batch_id=local.batch_id(objects))  # looked up when called: a test replaces it
-        sources = tuple(obj for obj, _ in objects)
-        ledger.record_intent(result.batch_id, sources)
-        staging = ledger.staging(task.run_id, result.batch_id + (f".{task.attempt}" if task.attempt else ""))
+    with task.store.lease(task.run_id, task.runs):  # the run counts as alive while any of its workers is
         work = task.store.work_dir(staging)
-        file_name = f"part-{result.batch_id}.parquet"
+        file_name = f"part-{task.batch_id}.parquet"
         rows = PartitionedWriter(work / "table", file_name, schema(fmt))
         rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
-            _convert_objects(fmt, task, objects, rows, rejects, result)
+            _convert_objects(fmt, task, rows, rejects, staged)
             written = rows.close() + rejects.close()
         except SourceError as e:
             rows.abort()
             rejects.abort()
             shutil.rmtree(work, ignore_errors=True)
-            task.store.delete_prefix(staging)
-            task.store.delete(ledger.intent_key(result.batch_id))
-            outcome.failed.append(ObjectProblem(e.key, e.reason))
-            objects = tuple(item for item in objects if item[0].key != e.key)
-            continue
+            return StagedBatch(task.batch_id, failed=[ObjectProblem(e.key, e.reason)], staging=staging)
         except BaseException:  # a full disk, say: the run stops, the partial files go
             rows.abort()
             rejects.abort()
             shutil.rmtree(work, ignore_errors=True)
             raise
-        try:
-            files = task.store.stage(work, staging, _staged_files(task, work, staging, written))
-        except StorageError:
-            _stop_if_fenced(ledger, state, task.run_id, staging)  # our uploads were aborted by a fencing run
-            raise
-        gone = [f.staged for f in files if not task.store.is_staged(f)]
-        if gone:
-            _stop_if_fenced(ledger, state, task.run_id, staging)
-            task.store.delete_prefix(staging)
-            vanished += 1
-            if vanished >= REDO_VANISHED:
-                raise StorageError("stage", gone[0], f"staged files vanished before their commit, {vanished} times")
-            continue  # the same batch again: its sources are not done, and must not be marked done
-        try:
-            commit = ledger.commit(state, result.batch_id, task.run_id, sources, files)
-        except ConflictError:
-            task.store.delete_prefix(staging)
-            task.store.delete(ledger.intent_key(result.batch_id))
-            outcome.lost.append(result.batch_id)
-            objects = tuple(item for item in objects if not state.is_done(item[0]))
-            continue
-        except FencedError:
-            task.store.delete_prefix(staging)  # never to be committed; the intent stays for the next run
-            raise
-        ledger.publish(commit)
-        ledger.finish(commit)
-        _merge(outcome, result)
-        outcome.files += [f.visible for f in files]
-        outcome.committed += 1
-        break
-    return outcome
-
-
-def _stop_if_fenced(ledger: Ledger, state: State, run_id: str, staging: str) -> None:
-    """When a staged file is gone or an upload aborted, a fencing run may be why: then say so, and stop."""
-    ledger.catch_up(state)
-    if run_id in state.fenced:
-        ledger.store.delete_prefix(staging)
-        state.refuse_if_fenced(run_id)
+        staged.files = task.store.stage(work, staging, _staged_files(task, work, staging, written))
+    return staged
 
 
 def _staged_files(task: BatchTask, work: Path, staging: str, written: list[WrittenFile]) -> list[StagedFile]:
@@ -213,35 +151,16 @@ def _staged_files(task: BatchTask, work: Path, staging: str, written: list[Writt
     return files
 
 
-# What an object adds to its batch's result, and a batch to its outcome (with objects_converted).
-_COUNTS = ("lines", "bytes_text", "rows", "rejects", "header_lines", "extra_field_rows", "bytes_read")
-
-
-def _merge(into: BatchResult, result: BatchResult) -> None:
-    into.batch_id = result.batch_id
-    for name in ("objects_converted", *_COUNTS):
-        setattr(into, name, getattr(into, name) + getattr(result, name))
-    into.generations.update(result.generations)
-    into.skipped += result.skipped
-    into.notes.update(result.notes)
-    into.reject_reasons.update(result.reject_reasons)
-
-
 def _convert_objects(
-    fmt: LogFormat,
-    task: BatchTask,
-    objects: tuple[local.Item, ...],
-    rows: PartitionedWriter,
-    rejects: PartitionedWriter,
-    result: BatchResult,
+    fmt: LogFormat, task: BatchTask, rows: PartitionedWriter, rejects: PartitionedWriter, staged: StagedBatch
 ) -> None:
-    groups = {obj.key: dict(key_groups) for obj, key_groups in objects}
-    counts: dict[str, BatchResult] = {}
-    blocks = parser_for(fmt).parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in objects)
+    groups = {obj.key: dict(key_groups) for obj, key_groups in task.objects}
+    counts: dict[str, Counts] = {}
+    blocks = parser_for(fmt).parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in task.objects)
     for obj, parsed in blocks:
-        object_counts = counts.setdefault(obj.key, BatchResult())
+        object_counts = counts.setdefault(obj.key, Counts())
         if parsed is None:
-            _add_object(obj, object_counts, result)
+            _add_object(obj, object_counts, staged)
             continue
         _add_block(fmt, task, obj, groups[obj.key], parsed, object_counts, rows, rejects)
 
@@ -261,7 +180,7 @@ def _add_block(
     obj: SourceObject,
     groups: dict[str, str],
     parsed: Parsed,
-    counts: BatchResult,
+    counts: Counts,
     rows: PartitionedWriter,
     rejects: PartitionedWriter,
 ) -> None:
@@ -282,21 +201,18 @@ def _add_block(
         _progress_queue.put(("parsed", obj.key, parsed.text_bytes, parsed.rows.num_rows))
 
 
-def _add_object(obj: SourceObject, counts: BatchResult, result: BatchResult) -> None:
+def _add_object(obj: SourceObject, counts: Counts, staged: StagedBatch) -> None:
     """An object read to its end: its counts join the batch's (a SourceError before leaves them out)."""
     counts.bytes_read = obj.size
     if _progress_queue is not None:
         _progress_queue.put(("object_done", obj.key, obj.size))
-    result.notes.update(counts.notes)
     if counts.notes and not counts.lines:
-        result.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
-        result.bytes_read += obj.size
+        staged.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
+        staged.counts.notes.update(counts.notes)
+        staged.counts.bytes_read += obj.size
         return
-    result.objects_converted += 1
-    for name in _COUNTS:
-        setattr(result, name, getattr(result, name) + getattr(counts, name))
-    result.generations.update(counts.generations)
-    result.reject_reasons.update(counts.reject_reasons)
+    counts.objects_converted = 1
+    staged.counts.add(counts)
 
 
 def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:

@@ -1,544 +1,57 @@
 """The local engine: one machine, a process per core, Arrow kernels on the hot path.
 
-Data flow: list the source → keep the keys of the format's layouts → group objects into batches
-(deterministic: sorted keys, bounded bytes) → each worker reads its batch's objects as blocks of lines,
-parses them in bulk, writes rows and rejects to staged Parquet files → the batch commits in the ledger
-(servicelogs.ledger: one conditional write) and its files are published into the table. An object that
-cannot be read fails alone: its batch is redone without it, so none of its rows show.
+The run (servicelogs.run) plans the batches and commits them; this engine only converts: each worker process
+stages one batch at a time (servicelogs.engines.batch) and hands back its staged files and counts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import multiprocessing
-import os
 import queue
-import re
-import resource
-import secrets
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from pathlib import Path
-from typing import Protocol
+from typing import Any
 
-from servicelogs.errors import ConflictError, ServiceLogsError, UsageError
-from servicelogs.ledger import Ledger, State
-from servicelogs.sources import Source, SourceObject, delivery_date
-from servicelogs.spec import LogFormat
-from servicelogs.storage import LocalStore, Store, open_store
+from servicelogs.run import BatchTask, Progress, StagedBatch, report
 from servicelogs.summary import ObjectProblem, RunSummary
 
-BATCH_BYTES = 32 << 20  # most source bytes per batch: bounds a batch's output files and its redo cost
-MIN_BATCH_BYTES = 1 << 20  # fewest: a commit and its files cost about the same whatever the batch's size
-BATCHES_PER_WORKER = 3  # several each, so the workers finish close together
-BATCH_OBJECTS = 2000
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a converted table and its companions live, as keys under the target store's root."""
-
-    table_name: str
-
-    @property
-    def table(self) -> str:
-        return self.table_name
-
-    @property
-    def rejects(self) -> str:
-        return f"{self.table_name}_rejects"
-
-    @property
-    def state(self) -> str:
-        return f"_servicelogs/{self.table_name}"
-
-    def visible(self, rel: str) -> str:
-        """The table key of a staged file: 'table/...' goes to the table, 'rejects/...' to the rejects."""
-        kind, rest = rel.split("/", 1)
-        return f"{self.table if kind == 'table' else self.rejects}/{rest}"
-
-
-Item = tuple[SourceObject, tuple[tuple[str, str], ...]]  # an object and its key groups
-
-
-@dataclass(frozen=True)
-class BatchTask:
-    format_name: str
-    source: Source
-    store: Store
-    layout: Layout
-    run_id: str
-    objects: tuple[Item, ...]
-    head: int = 0  # the ledger's last commit as the run saw it: where the worker's commit starts looking
-    attempt: int = 0  # a retried attempt (Spark) stages apart from the others, so none deletes another's files
-
-
-@dataclass
-class BatchResult:
-    batch_id: str = ""
-    objects_converted: int = 0
-    lines: int = 0
-    rows: int = 0
-    rejects: int = 0
-    header_lines: int = 0
-    extra_field_rows: int = 0
-    bytes_read: int = 0
-    bytes_text: int = 0
-    files: list[str] = field(default_factory=list)
-    generations: Counter[str] = field(default_factory=Counter)
-    failed: list[ObjectProblem] = field(default_factory=list)
-    skipped: list[ObjectProblem] = field(default_factory=list)  # objects that held no records (a digest)
-    notes: Counter[str] = field(default_factory=Counter)
-    reject_reasons: Counter[str] = field(default_factory=Counter)  # summary.reason_kind → rejects
-    committed: int = 0
-    lost: list[str] = field(default_factory=list)  # batches another run committed first
-
-
-class Progress(Protocol):
-    """What a run reports as it goes (`servicelogs.progress` draws it). Called in the run's process only: the
-    workers' reports reach it as events through a queue (see `report`)."""
-
-    def planned(self, objects: int, source_bytes: int) -> None:
-        """Once, after listing: the objects this run will convert and their size in the source (compressed)."""
-
-    def parsed(self, key: str, text_bytes: int, rows: int) -> None:
-        """A block of the object's log text was parsed into rows and rejects."""
-
-    def object_done(self, key: str, source_bytes: int) -> None:
-        """An object was read to its end (a batch redone after another object failed reads it again)."""
-
-
-ProgressEvent = tuple[str, str, int] | tuple[str, str, int, int]  # a Progress method's name and its arguments
-
-
-def report(progress: Progress, event: ProgressEvent) -> None:
-    getattr(progress, event[0])(*event[1:])
-
-
-# Runs the planned batches and yields their results: this module's process pool, or another engine's (Spark).
-# A batch whose worker was lost is named in the summary's batches_failed instead of yielding a result.
-Execute = Callable[[list[BatchTask], int, "Progress | None", RunSummary], Iterator[BatchResult]]
-
-
-REWRITE_POLICIES = ("report", "convert")
-INTERRUPTED = "interrupted (Ctrl-C or SIGINT)"  # a run summary's error when the run was stopped by the user
-
-
-def run(
-    fmt: LogFormat,
-    source: Source,
-    target: Path | str | Store,
-    *,
-    workers: int | None = None,
-    table_name: str | None = None,
-    progress: Progress | None = None,
-    since: date | None = None,
-    until: date | None = None,
-    on_rewrite: str = "report",
-    batch_bytes: int | None = None,
-    batch_objects: int = BATCH_OBJECTS,
-    register: Callable[[Store, str, RunSummary], None] | None = None,
-    execute: Execute | None = None,
-) -> RunSummary:
-    """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
-
-    `since`/`until` (inclusive) keep objects whose key names a delivery date in that window; a later run
-    without a window takes the rest. `on_rewrite` says what to do with a key converted before that now
-    holds other content: "report" (the default) lists it in the summary and converts nothing, so no line
-    is counted twice; "convert" converts the new content too, leaving both versions' rows in the table.
-    `register(store, table, summary)` runs after the run's commits (servicelogs.catalogs: the catalog).
-    """
-    if on_rewrite not in REWRITE_POLICIES:
-        raise UsageError(f"on_rewrite must be one of {', '.join(REWRITE_POLICIES)}, not {on_rewrite!r}")
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
-    store = target if not isinstance(target, (str, Path)) else open_store(target)
-    layout = Layout(check_table_name(table_name or fmt.name))
-    check_locations(source, store)
-    claim_table(store, layout, fmt.name)
-    ledger = Ledger(store, layout.state)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-    summary = RunSummary(run_id, fmt.name, str(source), store.url, since=_iso(since), until=_iso(until))
-    summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
-    tuning = (batch_bytes, batch_objects)
-    execute = execute or _execute
-
-    try:
-        with store.lease(run_id, ledger.runs):
-            try:
-                _run(
-                    fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
-                    execute,
-                )  # fmt: skip
-                if register:
-                    register(store, layout.table, summary)
-            except (ServiceLogsError, KeyboardInterrupt) as e:
-                # Recorded for `servicelogs status`, best effort: the store may be what failed.
-                summary.error = str(e) if isinstance(e, ServiceLogsError) else INTERRUPTED
-                with contextlib.suppress(ServiceLogsError):
-                    store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-                raise
-            summary.seconds = time.perf_counter() - started
-            summary.cpu_seconds = _cpu_seconds() - cpu_started
-            store.put(f"{ledger.runs}/{run_id}.json", summary.to_json().encode())
-    finally:
-        store.end_lease(run_id, ledger.runs)  # a failed run leaves no lock file either
-    return summary
-
-
-# -- locations, checked before anything is written ---------------------------------------------------
-
-TABLE_NAME = re.compile(r"[a-z0-9_]{1,247}")  # Glue/Athena names; 247 leaves room for "_rejects" in 255
-
-
-def check_table_name(name: str) -> str:
-    if not TABLE_NAME.fullmatch(name):
-        raise UsageError(
-            f"table name {name!r}: use lower-case letters, digits and _ only (a Glue/Athena table name), "
-            "at most 247 characters"
-        )
-    return name
-
-
-def location(place: Source | Store) -> str:
-    """Where a source or a target is, as one string: a resolved absolute path, or s3://bucket/prefix."""
-    if isinstance(place, LocalStore):
-        return place.root.resolve().as_posix()
-    return str(getattr(place, "url", None) or place)  # an S3 source or store: its normalised URL
-
-
-def _within(inner: str, outer: str) -> bool:
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
-
-
-def check_locations(source: Source, store: Store) -> None:
-    """Refuse a target that is a file, or a source and a target inside one another: every later run would
-    list the lake as input, or convert into the folder it reads."""
-    if isinstance(store, LocalStore) and store.root.exists() and not store.root.is_dir():
-        raise UsageError(f"target {store.url!r} is a file, not a folder")
-    src, dst = location(source), location(store)
-    if _within(dst, src):
-        raise UsageError(f"target {dst} is inside the source {src}: put the tables outside the logs")
-    if _within(src, dst):
-        raise UsageError(f"source {src} is inside the target {dst}: put the tables outside the logs")
-
-
-def claim_table(store: Store, layout: Layout, format_name: str) -> None:
-    """A table holds one format: the first run records it in `table.json` (created only if absent), later
-    runs of another format are refused. A lake of servicelogs 0.1 has no such file: its runs say."""
-    key = f"{layout.state}/table.json"
-    data = store.get(key)
-    if data is None:
-        held = _format_of_runs(store, layout) or format_name
-        if store.put_if_absent(key, json.dumps({"format": held}).encode()):
-            data = json.dumps({"format": held}).encode()
-        else:
-            data = store.get(key) or b"{}"
-    held = json.loads(data).get("format")
-    if held != format_name:
-        raise UsageError(
-            f"table {layout.table!r} under {store.url} holds {held} logs, not {format_name}: "
-            f"choose another --table (such as {format_name})"
-        )
-
-
-def _format_of_runs(store: Store, layout: Layout) -> str | None:
-    for key, _ in store.list(f"{layout.state}/runs"):
-        if key.endswith(".json") and (data := store.get(key)):
-            return str(json.loads(data).get("format") or "") or None
-    return None
-
-
-def _run(
-    fmt: LogFormat,
-    source: Source,
-    store: Store,
-    ledger: Ledger,
-    layout: Layout,
-    summary: RunSummary,
-    workers: int | None,
-    progress: Progress | None,
-    since: date | None,
-    until: date | None,
-    on_rewrite: str,
-    tuning: tuple[int | None, int],
-    execute: Execute,
-) -> None:
-    run_id = summary.run_id
-    state = ledger.load()
-    summary.commits_repaired = ledger.publish_pending(state)
-    summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id, state)
-    summary.identities_migrated = migrate_identities(ledger, state, run_id)
-    new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
-    workers = workers or os.cpu_count() or 1
-    batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning, workers=workers))
-    _report_plan(progress, batches)
-    tasks = [BatchTask(fmt.name, source, store, layout, run_id, b, state.head) for b in batches]
-    for result in execute(tasks, workers, progress, summary):
-        _add(summary, result)
-    summary.objects_failed = len(summary.failed)
-    ledger.catch_up(state)
-    if summary.batches_failed:
-        # A worker that died may have committed its batch without publishing it: publish every commit
-        # this run made (idempotent) before the checkpoint says they are published.
-        ledger.publish_pending(state)
-        for problem in summary.batches_failed:
-            if problem.key in state.batches:
-                problem.reason += "; it had committed its batch (its rows are in the table, not in these counts)"
-    ledger.checkpoint(state, run_id)
-    store.delete_prefix(f"{ledger.prefix}/staging/{run_id}")
-    store.abort_uploads(f"{ledger.prefix}/staging/{run_id}")
-    summary.ledger_head = state.head
-
-
-def _new_objects(
-    fmt: LogFormat,
-    source: Source,
-    state: State,
-    summary: RunSummary,
-    since: date | None,
-    until: date | None,
-    on_rewrite: str,
-) -> list[Item]:
-    """The listing minus the ledger: objects of this format, in the window, not converted yet."""
-    new: list[Item] = []
-    for obj in source.list():
-        summary.objects_listed += 1
-        groups = fmt.match_key(obj.key)
-        ignored = fmt.explain_ignored_key(obj.key)
-        if ignored or groups is None:
-            reason = ignored or f"not a {fmt.name} log object (its key matches no {fmt.name} key layout)"
-            summary.skipped.append(ObjectProblem(obj.key, reason))
-            continue
-        if since or until:
-            day = delivery_date(obj.key, groups)
-            if day is None or (since and day < since) or (until and day > until):
-                summary.objects_outside_window += 1
-                continue
-        if state.is_done(obj):
-            summary.objects_done_before += 1
-            continue
-        if obj.key in state.done:
-            size, etag = state.done[obj.key]
-            problem = ObjectProblem(
-                obj.key, f"rewritten since it was converted (size {size} -> {obj.size}, version {etag} -> {obj.etag})"
-            )
-            summary.rewritten.append(problem)
-            if on_rewrite == "report":
-                continue
-        new.append((obj, tuple(sorted(groups.items()))))
-    summary.unlisted = list(source.unlisted)
-    summary.objects_skipped = len(summary.skipped)
-    summary.objects_new = len(new)
-    return new
-
-
-def _resume_intents(ledger: Ledger, state: State, new: list[Item], summary: RunSummary) -> list[tuple[Item, ...]]:
-    """Batches a crashed run had started, redone with the same source set when it is still all new;
-    intents of committed batches are dropped. The chosen items leave `new`."""
-    by_key = {obj.key: i for i, (obj, _) in enumerate(new)}
-    resumed: list[tuple[Item, ...]] = []
-    taken: set[int] = set()
-    for bid, sources in ledger.intents():
-        if bid in state.batches or any(state.is_done(o) or not _is_full(o.key) for o in sources):
-            # Stale: committed, overtaken, or of servicelogs 0.1 (relative keys). Intents only steer the
-            # redo; dropping one is always safe.
-            ledger.store.delete(ledger.intent_key(bid))
-            continue
-        idx = [by_key.get(o.key) for o in sources]
-        if all(i is not None and i not in taken and new[i][0] == o for i, o in zip(idx, sources, strict=True)):
-            resumed.append(tuple(new[i] for i in idx))  # type: ignore[index]
-            taken.update(idx)  # type: ignore[arg-type]
-    new[:] = [item for i, item in enumerate(new) if i not in taken]
-    summary.batches_resumed = len(resumed)
-    return resumed
-
-
-def clean_abandoned(store: Store, ledger: Ledger, own_run: str, state: State | None = None) -> tuple[int, int]:
-    """Remove the staging folders and multipart uploads of runs taken for dead (lock free, lease lapsed).
-
-    Taking a run for dead is a guess (it may be paused, or its host's clock behind), so each is first fenced
-    in the ledger: from then on it can commit nothing, and all it did commit lies below the fence, in
-    `state`; those commits are published, and only then is its staging deleted. `state` is advanced."""
-    state = state if state is not None else ledger.load()
-    staging = f"{ledger.prefix}/staging"
-    dead = sorted(r for r in store.staged_runs(staging) if r != own_run and store.is_dead(r, ledger.runs))
-    aborted = 0
-    for r in dead:
-        ledger.fence(state, r, by=own_run)
-        for commit in state.recent:
-            if commit.run_id == r:
-                ledger.publish(commit)
-        store.delete_prefix(f"{staging}/{r}")
-        aborted += store.abort_uploads(f"{staging}/{r}")
-    clean_temp = getattr(store, "clean_temp", None)
-    if clean_temp:
-        clean_temp(ledger.prefix)
-    return len(dead), aborted
-
-
-# -- identities of servicelogs 0.1 ----------------------------------------------------------------------
-
-MIGRATION_BATCH = "identities-full-locations"
-"""The commit that renames a 0.1 lake's objects, named relative to each run's source, to full locations."""
-
-
-def _is_full(key: str) -> bool:
-    return key.startswith(("/", "s3://"))
-
-
-def migrate_identities(ledger: Ledger, state: State, run_id: str) -> int:
-    """Servicelogs 0.1 named an object relative to the source a run was given: the same object converted
-    through a sub-prefix and its parent had two names. Rename those of this table to their full location,
-    taking each commit's root from its run's summary, in one commit (a conditional write: of concurrent runs
-    one does it). The relative names stay in the ledger, inert: no listing yields them any more."""
-    if MIGRATION_BATCH in state.batches or all(_is_full(k) for k in state.done):
-        return 0
-    sources: dict[str, str] = {}
-    for key, _ in ledger.store.list(ledger.runs):
-        if key.endswith(".json") and (data := ledger.store.get(key)):
-            run = json.loads(data)
-            if run.get("run_id") != run_id and run.get("source"):
-                sources[run["run_id"]] = run["source"]
-    known = set(sources.values())
-    full: dict[str, SourceObject] = {}
-    for commit in ledger.commits():
-        relative = [o for o in commit.sources if not _is_full(o.key)]
-        if not relative:
-            continue
-        given = sources.get(commit.run_id) or (next(iter(known)) if len(known) == 1 else "")
-        if not given:
-            raise UsageError(
-                f"the ledger of {ledger.prefix} names objects relative to a source that no run summary records "
-                f"(commit {commit.seq}, run {commit.run_id}): convert into a new --table or target"
-            )
-        root = _old_root(given, ledger.prefix)
-        for obj in relative:  # a later commit wins, as in State.apply
-            full[f"{root}/{obj.key}"] = SourceObject(f"{root}/{obj.key}", obj.size, obj.etag)
-    try:
-        ledger.commit(state, MIGRATION_BATCH, run_id, tuple(sorted(full.values())), [])
-    except ConflictError:  # a concurrent run did it first
-        return 0
-    return len(full)
-
-
-def _old_root(given: str, table: str) -> str:
-    """The full location of a source as a 0.1 run recorded it (a relative folder is taken from here)."""
-    if given.startswith("s3://"):
-        return given.rstrip("/")
-    path = Path(given)
-    if not path.is_absolute() and not path.is_dir():
-        raise UsageError(
-            f"the ledger of {table} names objects relative to the folder {given!r}, which is not under "
-            f"{Path.cwd()}: run once from the folder it was converted from, so that they can be renamed"
-        )
-    return path.resolve().as_posix()
-
-
-def _add(summary: RunSummary, result: BatchResult) -> None:
-    summary.objects_converted += result.objects_converted
-    summary.lines += result.lines
-    summary.rows += result.rows
-    summary.rejects += result.rejects
-    summary.header_lines += result.header_lines
-    summary.extra_field_rows += result.extra_field_rows
-    summary.bytes_read += result.bytes_read
-    summary.bytes_text += result.bytes_text
-    summary.files_written += len(result.files)
-    summary.batches_committed += result.committed
-    summary.batches_lost += len(result.lost)
-    for gen, n in result.generations.items():
-        summary.generations[gen] = summary.generations.get(gen, 0) + n
-    summary.failed += result.failed
-    summary.skipped += result.skipped
-    summary.objects_skipped += len(result.skipped)
-    for note, n in result.notes.items():
-        summary.notes[note] = summary.notes.get(note, 0) + n
-    reasons = Counter(summary.reject_reasons) + result.reject_reasons
-    summary.reject_reasons = dict(reasons.most_common())
-
-
-def plan_batches(
-    objects: list[Item], batch_bytes: int | None = None, batch_objects: int = BATCH_OBJECTS, *, workers: int = 1
-) -> Iterator[tuple[Item, ...]]:
-    """Sorted by key, cut at batch_bytes (default: `batch_size` for these objects) or batch_objects: the same
-    listing and workers always give the same batches."""
-    if batch_bytes is None:
-        batch_bytes = batch_size(sum(obj.size for obj, _ in objects), workers)
-    batch: list[Item] = []
-    size = 0
-    for item in sorted(objects, key=lambda item: item[0].key):
-        if batch and (size + item[0].size > batch_bytes or len(batch) >= batch_objects):
-            yield tuple(batch)
-            batch, size = [], 0
-        batch.append(item)
-        size += item[0].size
-    if batch:
-        yield tuple(batch)
-
-
-def batch_size(total_bytes: int, workers: int) -> int:
-    """Source bytes per batch: BATCHES_PER_WORKER batches for each worker, so every core has work whatever the
-    input's size, within MIN_BATCH_BYTES (a small run stays a few batches, so a few commits) and BATCH_BYTES."""
-    share = -(-total_bytes // (max(workers, 1) * BATCHES_PER_WORKER))
-    return max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
-
-
-def _report_plan(progress: Progress | None, batches: list[tuple[Item, ...]]) -> None:
-    if progress:
-        progress.planned(sum(map(len, batches)), sum(obj.size for batch in batches for obj, _ in batch))
-
-
-def batch_id(objects: tuple[Item, ...]) -> str:
-    """Derived from the batch's source set, so a replay writes the same file names."""
-    h = hashlib.sha256()
-    for obj, _ in objects:
-        h.update(f"{obj.key}\t{obj.size}\t{obj.etag}\n".encode())
-    return h.hexdigest()[:20]
-
-
-# -- workers -------------------------------------------------------------------------------------------
-#
 # Converting needs pyarrow, which takes ~0.3 CPU-seconds to import: the run imports the batch module only when it
 # converts a batch itself (one worker); with several workers only they do. Pickling a function takes its module,
 # so the pool is handed these two small functions of this module.
 
 
-def _init_worker(q: multiprocessing.Queue) -> None:
+def _init_worker(q: multiprocessing.Queue[Any]) -> None:
     from servicelogs.engines import batch
 
     batch.init_worker(q)
 
 
-def convert_batch(task: BatchTask) -> BatchResult:
-    """Convert one batch and commit it (servicelogs.engines.batch.convert_batch)."""
+def stage_batch(task: BatchTask) -> StagedBatch:
+    """Convert one batch into staged files (servicelogs.engines.batch.stage_batch)."""
     from servicelogs.engines import batch
 
-    return batch.convert_batch(task)
+    return batch.stage_batch(task)
 
 
-def _execute(
+def execute(
     tasks: list[BatchTask], workers: int, progress: Progress | None, summary: RunSummary
-) -> Iterator[BatchResult]:
+) -> Iterator[StagedBatch]:
+    """The run's Engine: the batches in this process (one worker), else in a pool of worker processes."""
     if workers <= 1 or len(tasks) <= 1:
         from servicelogs.engines import batch
 
         with batch.reporting_to(progress):
             for task in tasks:
-                yield batch.convert_batch(task)
+                yield batch.stage_batch(task)
         return
     ctx = multiprocessing.get_context("spawn")
-    q: multiprocessing.Queue = ctx.Queue()
+    q: multiprocessing.Queue[Any] = ctx.Queue()
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
     clean = False
     try:
-        futures: dict[Future[BatchResult], BatchTask] = {pool.submit(convert_batch, t): t for t in tasks}
+        futures: dict[Future[StagedBatch], BatchTask] = {pool.submit(stage_batch, t): t for t in tasks}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -555,11 +68,10 @@ def _execute(
 
 
 def _lost(task: BatchTask) -> ObjectProblem:
-    """A batch whose worker process died (killed, out of memory): its intent, if written, is resumed by
-    the next run; otherwise its objects are simply new to it."""
+    """A batch whose worker process died (killed, out of memory): its intent is resumed by the next run."""
     first = task.objects[0][0].key
     return ObjectProblem(
-        batch_id(task.objects),
+        task.batch_id,
         f"a worker process died before it finished this batch ({len(task.objects)} objects from {first}); "
         "the next run redoes it",
     )
@@ -571,7 +83,7 @@ def _stop(pool: ProcessPoolExecutor, clean: bool) -> None:
     if clean:
         pool.shutdown(wait=True)
         return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # private: no public way to kill them
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(Exception):
@@ -581,7 +93,7 @@ def _stop(pool: ProcessPoolExecutor, clean: bool) -> None:
             process.join(timeout=10)
 
 
-def _drain(q: multiprocessing.Queue, progress: Progress | None) -> None:
+def _drain(q: multiprocessing.Queue[Any], progress: Progress | None) -> None:
     while True:
         try:
             item = q.get_nowait()
@@ -589,13 +101,3 @@ def _drain(q: multiprocessing.Queue, progress: Progress | None) -> None:
             return
         if progress:
             report(progress, item)
-
-
-def _iso(day: date | None) -> str:
-    return day.isoformat() if day else ""
-
-
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

@@ -1,30 +1,26 @@
-"""The Spark engine: Spark spreads the local engine's batches over a cluster; each task converts one batch.
+"""The Spark engine: Spark spreads the run's batches over a cluster; each task stages one batch.
 
-The driver runs the local engine's run (engines.local.run): it lists the source, subtracts the ledger, plans
-the same deterministic batches, and after the batches catches up and checkpoints. Only the execution of the
-batches differs: each becomes a Spark task that runs the local worker's conversion (engines.batch) in an
-executor's Python worker, so the rows, types, partitions, extra fields and rejects are the same by
-construction: no per-format Spark code, no second tokenizer to keep in step with the first. Executors read
-and write through the project's own Store (local disk, or S3 with boto3), so no Hadoop S3 connector is needed.
+The driver runs servicelogs.run: it lists the source, subtracts the ledger, plans the same deterministic
+batches, and commits and publishes what the tasks staged. Each task runs the local worker's conversion
+(engines.batch) in an executor's Python worker, so the rows, types, partitions, extra fields and rejects are
+the same by construction: no per-format Spark code, no second tokenizer to keep in step with the first.
+Executors read and write through the project's own Store (local disk, or S3 with boto3), so no Hadoop S3
+connector is needed.
 
-Exactly once under Spark's retries: a retried task (an executor lost, a speculative copy) redoes the same
-batch, which has the same batch id and so the same file names; its attempt stages apart (staging/<run>/
-<batch>.<attempt>), so no attempt deletes another's staged files, and the ledger refuses a second commit of
-the batch (ConflictError): the copy is dropped, never published. Today each task also commits its batch, as
-a local worker does (the ledger's conditional writes make concurrent committers safe); moving the commit to
-the driver means returning the staged files from `convert_attempt` instead of committing there.
+Exactly once under Spark's retries: a retried task (an executor lost, a speculative copy) stages the same
+batch apart (staging/<run>/<batch>.<attempt>), so no attempt deletes another's staged files; Spark hands the
+driver one attempt's result per task, and the driver commits that one. The other attempts' files are never
+named by a commit; the run's staging folder goes at its end.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from servicelogs.engines import local
-from servicelogs.engines.local import BatchResult, BatchTask, Execute, Progress
+from servicelogs.run import BatchTask, Engine, Progress, StagedBatch
 from servicelogs.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -58,21 +54,22 @@ def session(master: str | None = None) -> SparkSession:
     return builder.getOrCreate()
 
 
-def convert_attempt(task: BatchTask) -> BatchResult:
-    """In an executor: convert and commit one batch, staging apart when Spark retries the task."""
+def convert_attempt(task: BatchTask) -> StagedBatch:
+    """In an executor: stage one batch, apart when Spark retries the task."""
     from pyspark import TaskContext
 
+    from servicelogs.engines import batch
+
     context = TaskContext.get()
-    attempt = context.attemptNumber() if context is not None else 0
-    return local.convert_batch(dataclasses.replace(task, attempt=attempt))
+    return batch.stage_batch(task, attempt=context.attemptNumber() if context is not None else 0)
 
 
-def executor(master: str | None = None) -> Execute:
-    """The `execute` of engines.local.run that runs each batch as a Spark task."""
+def executor(master: str | None = None) -> Engine:
+    """The run's Engine that runs each batch as a Spark task."""
 
     def execute(
         tasks: list[BatchTask], workers: int, progress: Progress | None, summary: RunSummary
-    ) -> Iterator[BatchResult]:
+    ) -> Iterator[StagedBatch]:
         if not tasks:
             return  # nothing new: no JVM to start
         context = session(master).sparkContext
@@ -82,7 +79,7 @@ def executor(master: str | None = None) -> Execute:
         results = context.parallelize(tasks, len(tasks)).map(convert_attempt).collect()
         for task, result in zip(tasks, results, strict=True):
             if progress:  # executors report nothing as they go: a batch's objects show once it is done
-                progress.parsed(task.objects[0][0].key, result.bytes_text, result.rows)
+                progress.parsed(task.objects[0][0].key, result.counts.bytes_text, result.counts.rows)
                 for obj, _ in task.objects:
                     progress.object_done(obj.key, obj.size)
             yield result
