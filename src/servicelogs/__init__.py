@@ -78,9 +78,7 @@ def convert(
     if engine == "spark":
         from servicelogs.engines import spark
 
-    target_store = open_store(os.fspath(target))
-    if endpoint_url and hasattr(target_store, "s3"):
-        target_store.s3.endpoint_url = endpoint_url  # type: ignore[union-attr]
+    target_store = open_store(os.fspath(target), endpoint_url)
     source_objects = open_source(os.fspath(source), endpoint_url)
     if catalog is None:
         catalog = "none" if "://" in target_store.url else "duckdb"

@@ -281,30 +281,13 @@ def _command_status(sub: argparse._SubParsersAction) -> Handler:
     return _status
 
 
-def _deploy(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from servicelogs.deploy import GlueJob, deploy_glue
-
-    job = GlueJob(
-        args.name, args.role, args.format, args.source, args.target, args.artifacts, args.glue_version,
-        args.worker_type, args.workers, args.database, args.table, args.raw_database, args.raw_table,
-    )  # fmt: skip
-    wheel = Path(args.wheel) if args.wheel else None
-    print(json.dumps(deploy_glue(job, wheel=wheel, start=args.start, endpoint_url=args.endpoint_url)))
-    return 0
-
-
 def _status(args: argparse.Namespace) -> int:
     import json
 
     from servicelogs import status
     from servicelogs.storage import open_store
 
-    store = open_store(args.target)
-    if args.endpoint_url and hasattr(store, "s3"):
-        store.s3.endpoint_url = args.endpoint_url  # type: ignore[union-attr]
+    store = open_store(args.target, args.endpoint_url)
     names = [args.table] if args.table else status.tables(store)
     if not names:
         raise UsageError(f"no servicelogs table under {args.target}")

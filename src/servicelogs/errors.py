@@ -36,18 +36,6 @@ class SourceError(ServiceLogsError):
         self.reason = reason
 
 
-class FieldValueError(ServiceLogsError):
-    """One field of one line holds a value its declared type does not allow."""
-
-    def __init__(self, key: str, line_number: int, field: str, value: str, expected: str) -> None:
-        super().__init__(f"{key}:{line_number}: field {field!r}: {value!r} is not {expected}")
-        self.key, self.line_number, self.field, self.value = key, line_number, field, value
-
-
-class TargetError(ServiceLogsError):
-    """The converted table could not be written or committed."""
-
-
 class StorageError(ServiceLogsError):
     """An operation on a source or target store failed; the message names the operation and the key."""
 
@@ -81,7 +69,3 @@ class FencedError(ServiceLogsError):
 
 class ConflictError(ServiceLogsError):
     """Another run committed first (a conditional write lost its race); the caller re-reads and retries."""
-
-
-class RewrittenSourceError(ServiceLogsError):
-    """A source key already converted now holds other content (another size or ETag)."""

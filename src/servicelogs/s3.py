@@ -19,6 +19,7 @@ work but never data, since the fence, not the clock, decides which commit stands
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import io
@@ -255,7 +256,7 @@ class S3Store:
                 removed += 1
         return removed
 
-    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]:
+    def stage(self, work_dir: Path, staging: str, files: builtins.list[StagedFile]) -> builtins.list[StagedFile]:
         """Upload the batch's files to the staging prefix (outside the table); the local copies go. Each
         comes back with its staged ETag, which publishing copies exactly."""
         try:
@@ -478,7 +479,7 @@ class S3Source:
 
     def open(self, obj: SourceObject) -> BinaryIO:
         self.bodies_opened += 1
-        return io.BufferedReader(_ResumingBody(self.store, obj), buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(_ResumingBody(self.store, obj), buffer_size=1 << 20)
 
 
 class _ResumingBody(io.RawIOBase):

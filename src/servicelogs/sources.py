@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from servicelogs.errors import SourceError, UsageError
 from servicelogs.summary import ObjectProblem
@@ -156,7 +156,7 @@ class LocalSource:
             raw = _ListedFile(obj)
         except OSError as e:
             raise SourceError(obj.key, f"cannot open: {e.strerror}") from e
-        return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
 def _version(st: os.stat_result) -> str:
@@ -184,11 +184,11 @@ class _ListedFile(io.FileIO):
                 f"{_version(st)}): not converted; the next run converts what it then holds",
             )
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+    def readinto(self, buffer) -> int:
         n = super().readinto(buffer)
         if n == 0:
             self._check("while it was read")
-        return n  # type: ignore[return-value]
+        return n
 
     def readall(self) -> bytes:
         data = super().readall()
@@ -244,20 +244,27 @@ def decompressed(raw: BinaryIO, key: str) -> BinaryIO:
     if raw.seekable():
         raw.seek(0)
     else:
-        raw = io.BufferedReader(_Prepend(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type,assignment]
+        raw = io.BufferedReader(_Prepend(head, raw), buffer_size=1 << 20)
     if head == GZIP_MAGIC:
         from isal import igzip
 
         counted = _Counted(raw)
-        return _Bounded(igzip.IGzipFile(fileobj=counted, mode="rb"), counted, key)  # type: ignore[arg-type]
-    return _Bounded(raw, None, key)
+        gunzipped = igzip.IGzipFile(fileobj=counted, mode="rb")
+        return _as_binary(_Bounded(gunzipped, counted, key))  # type: ignore[arg-type]  # IGzipFile: a binary file
+    return _as_binary(_Bounded(raw, None, key))
+
+
+def _as_binary(stream: io.RawIOBase) -> BinaryIO:
+    """A raw stream is a binary file at run time; typeshed types io's classes apart from typing.BinaryIO."""
+    return cast(BinaryIO, stream)
 
 
 class _Counted:
     """A compressed stream that counts the bytes read from it (the denominator of the inflation ratio)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self._raw, self.bytes = raw, 0
+        self._raw: Any = raw  # any binary file: readinto and read1 where it has them (typing.BinaryIO lists neither)
+        self.bytes = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
@@ -269,12 +276,12 @@ class _Counted:
         self.bytes += len(data)
         return data
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         n = self._raw.readinto(buffer)
         self.bytes += n or 0
         return n
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str):
         return getattr(self._raw, name)
 
 
@@ -288,7 +295,7 @@ class _Bounded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
         self.bytes += len(data)
         if self.bytes > MAX_OBJECT_BYTES:
@@ -319,7 +326,7 @@ class _Prepend(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         if self._head:
             n = min(len(buffer), len(self._head))
             buffer[:n] = self._head[:n]

@@ -17,6 +17,7 @@ S3 lives in `servicelogs.s3` (boto3 is imported only there).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import os
@@ -74,7 +75,7 @@ class Store(Protocol):
 
     def work_dir(self, staging: str) -> Path: ...
 
-    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]: ...
+    def stage(self, work_dir: Path, staging: str, files: builtins.list[StagedFile]) -> builtins.list[StagedFile]: ...
 
     def is_staged(self, file: StagedFile) -> bool: ...
 
@@ -97,12 +98,13 @@ class Store(Protocol):
         ...
 
 
-def open_store(location: str | os.PathLike[str]) -> Store:
+def open_store(location: str | os.PathLike[str], endpoint_url: str | None = None) -> Store:
+    """A folder or s3://bucket/prefix; `endpoint_url` is the S3 endpoint (default: AWS's)."""
     location = os.fspath(location)
     if location.startswith("s3://"):
         from servicelogs.s3 import S3Store
 
-        return S3Store.from_url(location)
+        return S3Store.from_url(location, endpoint_url)
     if "://" in location:
         raise UsageError(f"target {location!r}: only local folders and s3:// are supported")
     return LocalStore(location)
@@ -200,7 +202,7 @@ class LocalStore:
     def work_dir(self, staging: str) -> Path:
         return self.path(staging)  # written in place: staging is already on the target's disk
 
-    def stage(self, work_dir: Path, staging: str, files: list[StagedFile]) -> list[StagedFile]:
+    def stage(self, work_dir: Path, staging: str, files: builtins.list[StagedFile]) -> builtins.list[StagedFile]:
         """The writer wrote the files in place (work_dir is the staging folder): make them durable. A file
         that has vanished meanwhile is left for `is_staged` to find: the batch is then redone."""
         for file in files:

@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 TOP_REASONS = 5  # reject reasons the text summary lists
 
@@ -95,7 +96,7 @@ class RunSummary:
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
     rewritten: list[ObjectProblem] = field(default_factory=list)
-    catalog: dict = field(default_factory=dict)
+    catalog: dict[str, Any] = field(default_factory=dict)
     """What the catalog registered after the commits (servicelogs.catalogs.SyncResult), or its error: the
     data is committed either way and the next run catches the catalog up."""
     error: str = ""  # why the run stopped early (a store operation that kept failing), else empty
@@ -119,7 +120,7 @@ class RunSummary:
     def mb_per_second(self) -> float:
         return self.bytes_text / 1e6 / self.seconds if self.seconds else 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mb_per_second"] = round(self.mb_per_second, 2)
         d["ok"] = self.ok

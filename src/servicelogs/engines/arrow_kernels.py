@@ -125,7 +125,7 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
     # convert the rest. Python looks at single values only for what the pattern let through.
     candidates = _looks_like(f, values)
     good: list[bool] = []
-    for i, (v, plausible) in enumerate(zip(values.to_pylist(), candidates, strict=True)):
+    for row, (v, plausible) in enumerate(zip(values.to_pylist(), candidates, strict=True)):
         ok = v is None
         if not ok and plausible:
             try:
@@ -135,7 +135,7 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
                 pass
         if not ok and v is not None:
             what = OUT_OF_RANGE.get(f.type) if plausible and f.type in _SHAPES else None
-            bad.setdefault(i, f"field {f.name!r}: {v!r} is {what or 'not ' + TYPE_WORDS.get(f.type, f.type.name)}")
+            bad.setdefault(row, f"field {f.name!r}: {v!r} is {what or 'not ' + TYPE_WORDS.get(f.type, f.type.name)}")
         good.append(ok)
     cleaned = pc.if_else(pa.array(good), values, pa.scalar(None, pa.string()))
     return _convert_in_range(cleaned, f, target, bad)

@@ -110,8 +110,9 @@ class LineTokenizer:
                 out.append(self._unescape.sub(r"\1", m.group(1)))
             else:
                 m = self._plain.match(line, pos)
-                out.append(m.group(0))  # type: ignore[union-attr]
-            pos = m.end()  # type: ignore[union-attr]
+                assert m is not None  # the plain token pattern matches the empty token too
+                out.append(m.group(0))
+            pos = m.end()
             if pos >= end:
                 return out
             pos += len(self._delimiter)
@@ -124,14 +125,15 @@ Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, dec
 class LineBlockParser:
     """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size."""
 
-    fmt: LogFormat
+    def __init__(self, fmt: LogFormat) -> None:
+        self.fmt = fmt
 
     def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
         """Each object's parsed blocks, then (object, None) once it is read to its end, in order. An object
         gets a parser of its own: what a parser learns (the usual token count, the header in force) is the
         object's."""
         for item, key, opened in objects:
-            parser = type(self)(self.fmt)  # type: ignore[call-arg]
+            parser = type(self)(self.fmt)
             with opened() as stream:
                 for parsed in parser.parse(stream, key):
                     yield item, parsed
@@ -165,7 +167,9 @@ class DelimitedParser(LineBlockParser):
 
     def __init__(self, fmt: LogFormat) -> None:
         self.fmt = fmt
-        self.grammar: Delimited = fmt.grammar
+        if not isinstance(fmt.grammar, Delimited):
+            raise TypeError(f"{fmt.name}: a DelimitedParser parses a Delimited grammar, not {fmt.grammar!r}")
+        self.grammar = fmt.grammar
         self.declared = self.grammar.piece_count
         self.tokenizer = LineTokenizer(self.grammar)
         self.quoted_positions = _quoted_pieces(self.grammar)
@@ -380,14 +384,14 @@ class DelimitedParser(LineBlockParser):
 
         typed_tables = []
         extra_rows = 0
-        for token_columns, extras, numbers in parts:
-            table, bad = self._typed(token_columns, extras, numbers)
+        for token_columns, extras, line_numbers in parts:
+            table, bad = self._typed(token_columns, extras, line_numbers)
             for row_idx, reason in bad.items():
-                number = int(numbers[row_idx])
-                raw = raw_line(number - first_line).decode("utf-8", "backslashreplace")
+                number = int(line_numbers[row_idx])
+                text = raw_line(number - first_line).decode("utf-8", "backslashreplace")
                 reject_lines.append(number)
-                reject_raw.append(raw)
-                reject_reasons.append(self.fmt.explain_foreign(raw) or self._located(raw, reason))
+                reject_raw.append(text)
+                reject_reasons.append(self.fmt.explain_foreign(text) or self._located(text, reason))
             extra_rows += table.num_rows - table.column("extra_fields").null_count
             typed_tables.append(table)
         rows_table = pa.concat_tables(typed_tables) if len(typed_tables) > 1 else typed_tables[0]

@@ -34,7 +34,7 @@ from servicelogs.summary import Counts, ObjectProblem, reason_kind
 UNKNOWN = "unknown"
 
 
-def _json_records_parser(fmt: LogFormat):  # type: ignore[no-untyped-def]
+def _json_records_parser(fmt: LogFormat):
     from servicelogs.engines.json_parse import JsonRecordsParser  # DuckDB loads only for JSON formats
 
     return JsonRecordsParser(fmt)

@@ -125,7 +125,9 @@ class _Layout:
     every data line under it is a reject."""
 
     def __init__(self, fmt: LogFormat, names: tuple[str, ...] | None) -> None:
-        grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
+        grammar = fmt.grammar
+        if not isinstance(grammar, HeaderDelimited):
+            raise TypeError(f"{fmt.name}: a header layout belongs to a HeaderDelimited grammar, not {grammar!r}")
         self.reject_reason: str | None = None
         self.parser: _RunParser | None = None
         self.generation: str | None = None  # None: told per line by its token count
@@ -177,10 +179,12 @@ class _RunParser(DelimitedParser):
     def __init__(self, run_fmt: LogFormat, fmt: LogFormat, names: tuple[str, ...] | None) -> None:
         super().__init__(run_fmt)
         self.union = fmt
-        grammar: HeaderDelimited = fmt.grammar  # type: ignore[assignment]
+        grammar = fmt.grammar
+        if not isinstance(grammar, HeaderDelimited):
+            raise TypeError(f"{fmt.name}: a HeaderDelimitedParser parses a HeaderDelimited grammar, not {grammar!r}")
         self.header_width = len(names) if names else None
-        self.unknown = [i for i, t in enumerate(run_fmt.grammar.tokens) if t.name not in grammar.by_name]
-        position = {t.name: i for i, t in enumerate(run_fmt.grammar.tokens)}
+        self.unknown = [i for i, t in enumerate(self.grammar.tokens) if t.name not in grammar.by_name]
+        position = {t.name: i for i, t in enumerate(self.grammar.tokens)}
         self.joins: list[tuple[Join, list[int] | None]] = [
             (j, [position[n] for n in j.tokens] if all(n in position for n in j.tokens) else None)
             for j in grammar.joins

@@ -82,7 +82,13 @@ class JsonRecordsParser:
         self, waiting: list[tuple[T, Pieces | JsonParsed]], finished: list[T]
     ) -> Iterator[tuple[T, JsonParsed | None]]:
         together = [i for i, (_, p) in enumerate(waiting) if isinstance(p, Pieces) and _usual_candidate(p)]
-        parsed = dict(zip(together, self._parse_together([waiting[i][1] for i in together]) or [], strict=False))
+        parsed = dict(
+            zip(
+                together,
+                self._parse_together([p for i in together if isinstance(p := waiting[i][1], Pieces)]) or [],
+                strict=False,
+            )
+        )
         for i, (item, p) in enumerate(waiting):
             if i in parsed:
                 yield item, parsed[i]
@@ -98,6 +104,7 @@ class JsonRecordsParser:
             return None
         texts, valued = [], []
         for pieces in pieces_list:
+            assert pieces.valued_members is not None  # _usual_candidate admits only such pieces
             raw = _records(pieces)
             try:
                 raw.validate(full=True)
@@ -146,17 +153,17 @@ class JsonRecordsParser:
         if not valid or too_long.any():  # find which records, reject them, go on with the rest
             valued_members = None
             good = ~too_long
-            for i in np.flatnonzero(too_long):
-                head = _piece(pieces, int(i))[: json_split.HEAD_BYTES]
+            for at in np.flatnonzero(too_long):
+                head = _piece(pieces, int(at))[: json_split.HEAD_BYTES]
                 self._reject(
-                    out, int(numbers[i]), _decode(head), json_split.too_long(len(_piece(pieces, int(i))), len(head))
+                    out, int(numbers[at]), _decode(head), json_split.too_long(len(_piece(pieces, int(at))), len(head))
                 )
-            for i in np.flatnonzero(good) if not valid else ():
+            for at in np.flatnonzero(good) if not valid else ():
                 try:
-                    _piece(pieces, int(i)).decode("utf-8")
+                    _piece(pieces, int(at)).decode("utf-8")
                 except UnicodeDecodeError as e:
-                    good[i] = False
-                    self._reject(out, int(numbers[i]), _decode(_piece(pieces, int(i))).strip(_TRIM), _utf8(e))
+                    good[at] = False
+                    self._reject(out, int(numbers[at]), _decode(_piece(pieces, int(at))).strip(_TRIM), _utf8(e))
             raw = pa.array([_piece(pieces, i).decode() if good[i] else None for i in range(n)], pa.large_string())
             raw, numbers = raw.filter(pa.array(good)), numbers[good]
         texts = pc.utf8_trim(raw, _TRIM)
@@ -392,7 +399,7 @@ class _Plan:
         finally:
             con.unregister("records")
 
-    def _usual(self, con, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray) -> pa.Table | None:  # type: ignore[no-untyped-def]
+    def _usual(self, con, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray) -> pa.Table | None:
         import duckdb
 
         if not pc.all(pc.starts_with(texts, "{")).as_py():
@@ -439,10 +446,10 @@ def _undeclared(x: str, t: Type, depth: int = 0) -> str | None:
         return " OR ".join([own, *(f"coalesce({c}, false)" for c in inner if c is not None)])
     if isinstance(t, ListOf):
         item = f"e{depth}"
-        inner = _undeclared(item, t.item, depth + 1)
-        if inner is None:
+        in_items = _undeclared(item, t.item, depth + 1)
+        if in_items is None:
             return None
-        return f"coalesce(list_bool_or(list_transform(json_extract({x}, '$[*]'), lambda {item}: {inner})), false)"
+        return f"coalesce(list_bool_or(list_transform(json_extract({x}, '$[*]'), lambda {item}: {in_items})), false)"
     return None
 
 
@@ -471,7 +478,7 @@ def _plan(format_name: str) -> _Plan:
 
 
 @cache
-def _connection():  # type: ignore[no-untyped-def]
+def _connection():
     """One in-memory DuckDB per process: workers are processes, so one thread each; nothing downloads."""
     import duckdb
 

@@ -44,7 +44,7 @@ def session(master: str | None = None) -> SparkSession:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    if SparkContext._active_spark_context is not None:  # type: ignore[attr-defined]
+    if SparkContext._active_spark_context is not None:
         return SparkSession.builder.getOrCreate()
     # Executors' Python workers run this interpreter, which has servicelogs, unless the cluster says otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -51,7 +51,7 @@ class _CountingFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+    def write(self, data) -> int:
         view = memoryview(data)
         self._file.write(view)  # a buffered file writes all or raises
         self.size += view.nbytes
