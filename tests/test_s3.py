@@ -101,7 +101,7 @@ class World:
             assert sorted(committed) == sorted(f"{self.source}/{k}" for k in self.objects)
 
     def ledger(self) -> Ledger:
-        from servicelogs.storage import open_store
+        from servicelogs.locations import open_store
 
         store = open_store(self.target)
         store.s3.endpoint_url = self.proxy.url  # type: ignore[attr-defined]

@@ -67,8 +67,7 @@ def convert(
     """
     from servicelogs import run
     from servicelogs.engines import local
-    from servicelogs.sources import open_source
-    from servicelogs.storage import open_store
+    from servicelogs.locations import open_source, open_store
 
     fmt = formats.get(format)
     if engine not in ("local", "spark"):

@@ -285,7 +285,7 @@ def _status(args: argparse.Namespace) -> int:
     import json
 
     from servicelogs import status
-    from servicelogs.storage import open_store
+    from servicelogs.locations import open_store
 
     store = open_store(args.target, args.endpoint_url)
     names = [args.table] if args.table else status.tables(store)

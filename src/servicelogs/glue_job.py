@@ -110,8 +110,7 @@ def register_tables(args: argparse.Namespace, root: str, folder: str) -> None:
         print(json.dumps({"catalog": kind, "registered": False, "reason": "no servicelogs.catalogs", **names}))
         return
     from servicelogs import formats
-    from servicelogs.sources import open_source
-    from servicelogs.storage import open_store
+    from servicelogs.locations import open_source, open_store
 
     fmt = formats.get(args.format)
     table_names = catalogs.Names(

@@ -35,9 +35,10 @@ from typing import Protocol
 from servicelogs.errors import ConflictError, FencedError, ServiceLogsError, StorageError, UsageError
 from servicelogs.layout import Layout
 from servicelogs.ledger import Ledger, State
+from servicelogs.locations import open_store
 from servicelogs.sources import Source, SourceObject, delivery_date
 from servicelogs.spec import LogFormat
-from servicelogs.storage import LocalStore, StagedFile, Store, open_store
+from servicelogs.storage import LocalStore, StagedFile, Store
 from servicelogs.summary import Counts, ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # most source bytes per batch: bounds a batch's output files and its redo cost

@@ -204,16 +204,6 @@ class Source(Protocol):
     def open(self, obj: SourceObject) -> BinaryIO: ...
 
 
-def open_source(location: str, endpoint_url: str | None = None) -> Source:
-    if location.startswith("s3://"):
-        from servicelogs.s3 import S3Source
-
-        return S3Source(location, endpoint_url)
-    if "://" in location:
-        raise UsageError(f"source {location!r}: only local folders and s3:// are supported")
-    return LocalSource(location)
-
-
 _KEY_DATE = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})(?:/|$)|_(\d{4})(\d{2})(\d{2})T\d{4}")
 
 

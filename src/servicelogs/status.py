@@ -4,32 +4,16 @@ runs, each with its source, window and outcome, a run that was stopped before it
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from typing import Any
 
 from servicelogs.errors import UsageError
 from servicelogs.ledger import Ledger
 from servicelogs.storage import Store
+from servicelogs.summary import RunSummary
 
-_RUN_FIELDS = (
-    "run_id",
-    "format",
-    "source",
-    "since",
-    "until",
-    "ok",
-    "objects_listed",
-    "objects_skipped",
-    "objects_new",
-    "objects_done_before",
-    "objects_converted",
-    "objects_failed",
-    "batches_committed",
-    "batches_lost",
-    "rows",
-    "rejects",
-    "seconds",
-    "error",
-)
+# A run's scalar fields, as its summary declares them (summary.RunSummary), and whether it was ok.
+_RUN_FIELDS = (*(f.name for f in fields(RunSummary) if f.type in ("str", "int", "float")), "ok")
 _LIVENESS = (".lock", ".lease")  # a running run's mark in runs/: a lock file (local target) or a lease (S3)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from servicelogs import crash
-from servicelogs.errors import StorageError, UsageError
+from servicelogs.errors import StorageError
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,6 @@ class Store(Protocol):
     def clean_temp(self, prefix: str) -> int:
         """Delete temporary files of writers that died under `prefix`; how many."""
         ...
-
-
-def open_store(location: str | os.PathLike[str], endpoint_url: str | None = None) -> Store:
-    """A folder or s3://bucket/prefix; `endpoint_url` is the S3 endpoint (default: AWS's)."""
-    location = os.fspath(location)
-    if location.startswith("s3://"):
-        from servicelogs.s3 import S3Store
-
-        return S3Store.from_url(location, endpoint_url)
-    if "://" in location:
-        raise UsageError(f"target {location!r}: only local folders and s3:// are supported")
-    return LocalStore(location)
 
 
 class LocalStore:
