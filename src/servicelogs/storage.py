@@ -163,19 +163,25 @@ class LocalStore:
         return self.path(key).exists()
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
-        """Keys under `prefix` (a folder), sorted, temporary dot-files left out."""
+        """Keys under `prefix` (a folder) in key order, as S3 lists them, temporary dot-files left out."""
         base = self.path(prefix)
-        if not base.is_dir():
+        if base.is_dir():
+            yield from self._walk(base, base.relative_to(self.root).as_posix(), start_after)
+
+    def _walk(self, folder: Path, rel: str, start_after: str) -> Iterator[tuple[str, int]]:
+        try:
+            with os.scandir(folder) as it:
+                # A folder's keys are its name and "/" then more: among the files it sorts as "name/".
+                entries = sorted(it, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        except FileNotFoundError:  # removed while listed
             return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-            for name in sorted(filenames):
-                key = f"{rel_dir}/{name}"
-                if name.startswith(".") or key <= start_after:
-                    continue
+        for entry in entries:
+            key = f"{rel}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key, start_after)
+            elif not entry.name.startswith(".") and key > start_after:
                 with contextlib.suppress(FileNotFoundError):
-                    yield key, os.stat(os.path.join(dirpath, name)).st_size
+                    yield key, entry.stat().st_size
 
     def delete(self, key: str) -> None:
         crash.point(f"delete {key}")
