@@ -128,7 +128,7 @@ def test_the_mark_starts_at_zero_and_never_moves_back(catalog):
 def _ledger_partitions(lake: Path, fmt_name: str) -> set[tuple[str, ...]]:
     out = set()
     for commit in Ledger(LocalStore(lake), f"_servicelogs/{fmt_name}").commits():
-        for _, visible in commit.files:
+        for visible in (f.visible for f in commit.files):
             folders = visible.split("/")[1:-1]
             if visible.startswith(f"{fmt_name}/"):
                 out.add(tuple(f.split("=", 1)[1] for f in folders))
@@ -186,7 +186,7 @@ def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, 
     (src / other).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     summary = servicelogs.convert("vpc_flow", src, lake, workers=1, catalog=cat, database=db)
     assert summary.rows == 2
-    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [other]
+    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [str((src / other).resolve())]
     assert "header differs" in summary.catalog["problems"][0]
 
 

@@ -30,7 +30,9 @@ from servicelogs.catalogs.base import (
     Table,
 )
 from servicelogs.errors import UsageError
+from servicelogs.sources import SourceObject
 from servicelogs.spec import HeaderDelimited, LogFormat
+from servicelogs.storage import StagedFile
 
 if TYPE_CHECKING:
     from servicelogs.sources import Source
@@ -117,7 +119,10 @@ def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
     m = re.search(f"(?:^|/){pattern}$", directory)
     if m is None:
         return f"{key}: not in the folders of the partitioned key layout ({template})"
-    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{raw.location.rstrip('/')}/{directory}/")
+    # Ledger keys are full locations (a path or an URL); a lake of servicelogs 0.1 named them from the source root.
+    full = directory.startswith("/") or "://" in directory
+    folder = directory if full else f"{raw.location.rstrip('/')}/{directory}"
+    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{folder}/")
 
 
 def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Partition], list[str]]:
@@ -149,15 +154,15 @@ def _absolute(location: str) -> str:
     return location.rstrip("/") if "://" in location else os.path.abspath(location)
 
 
-def read_header(fmt: LogFormat, source: Source, key: str) -> tuple[tuple[str, ...] | None, int]:
+def read_header(fmt: LogFormat, source: Source, obj: SourceObject) -> tuple[tuple[str, ...] | None, int]:
     """The token order an object's own header names (None: no header, the default order) and the number
     of lines before its first data line."""
-    from servicelogs.sources import SourceObject, decompressed
+    from servicelogs.sources import decompressed
 
     g = fmt.grammar
     assert isinstance(g, HeaderDelimited)
-    with source.open(SourceObject(key, 0, "")) as raw:
-        head = decompressed(raw, key).read(64 << 10).decode("utf-8", "replace").splitlines()[:-1] or [""]
+    with source.open(obj) as raw:
+        head = decompressed(raw, obj.key).read(64 << 10).decode("utf-8", "replace").splitlines()[:-1] or [""]
     skipped = 0
     for line in head:
         m = g.header_regex.match(line)
@@ -201,17 +206,17 @@ def sync(
     result.mark = max([mark, *(c.get("seq", 0) for c in commits)])
 
     new_files: list[str] = []
-    new_sources: list[str] = []
+    new_sources: list[SourceObject] = []
     for c in commits:
-        new_files += [visible for _, visible in c.get("files") or ()]
-        new_sources += [s[0] for s in c.get("sources") or ()]
+        new_files += [StagedFile.from_json(f).visible for f in c.get("files") or ()]
+        new_sources += [SourceObject(key, size, etag) for key, size, etag in c.get("sources") or ()]
 
     raw = None
     if source is not None:
         root = _absolute(str(source))
         header = None
         if isinstance(fmt.grammar, HeaderDelimited) and new_sources and not isinstance(source, str):
-            headers = {key: read_header(fmt, source, key)[0] for key in new_sources}
+            headers = {obj.key: read_header(fmt, source, obj)[0] for obj in new_sources}
             first = min(headers)
             header = headers[first]
             result.problems += [
@@ -230,7 +235,7 @@ def sync(
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}
         result.partitions_added += catalog.add_partitions(names.database, names.table, sorted(p for p in parts if p))
         if raw is not None and new_sources:
-            raw_parts, problems = raw_partitions(fmt, raw, new_sources)
+            raw_parts, problems = raw_partitions(fmt, raw, [obj.key for obj in new_sources])
             result.problems += problems
             result.partitions_added += catalog.add_partitions(names.database, names.raw_table, raw_parts)
     if result.mark > mark:
