@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +49,8 @@ class Parsed:
     generations: Counter[str] = field(default_factory=Counter)
     header_lines: int = 0
     """Lines that declare the object's layout (headers, comments): counted in `lines`, neither rows nor rejects."""
+    notes: Counter[str] = field(default_factory=Counter)
+    """Values recognised as not records and skipped (a CloudTrail digest): reason → count. Line grammars: none."""
 
 
 class LineTokenizer:
@@ -120,6 +122,15 @@ class LineTokenizer:
 
 T = TypeVar("T")
 Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, decompressed
+
+
+class Parser(Protocol):
+    """What every grammar's parser offers (engines.batch.PARSERS maps a grammar to one)."""
+
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
+        """A batch's objects in order: each one's parsed blocks, then (object, None) at its end. A parser may
+        parse several objects together (JSON records share DuckDB statements)."""
+        ...
 
 
 class LineBlockParser:

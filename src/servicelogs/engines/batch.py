@@ -20,38 +20,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs import formats
-from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed
+from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed, Parser
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.run import BatchTask, Progress, ProgressEvent, StagedBatch, report
 from servicelogs.sources import SourceObject, decompressed, delivery_date
-from servicelogs.spec import Delimited, HeaderDelimited, JsonRecords, LogFormat
+from servicelogs.spec import Delimited, Grammar, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
 from servicelogs.summary import Counts, ObjectProblem, reason_kind
 
 UNKNOWN = "unknown"
 
 
-def _json_records_parser(fmt: LogFormat):
+def _json_records_parser(fmt: LogFormat) -> Parser:
     from servicelogs.engines.json_parse import JsonRecordsParser  # DuckDB loads only for JSON formats
 
     return JsonRecordsParser(fmt)
 
 
-# Grammar kind → the parser that implements it in Arrow. Each parser takes the format declaration and offers
-# parse_objects(objects) -> Iterator[(object, Parsed | None)]: a batch's objects in order, each one's parsed
-# blocks then None at its end (JSON records share DuckDB statements across objects). A Parsed may carry
-# `notes` (reason → count) for values recognised as not records and skipped (a digest, an empty records array).
-PARSERS: dict[type, Callable[[LogFormat], DelimitedParser | HeaderDelimitedParser]] = {
+# Grammar kind → the parser that implements it in Arrow (arrow_parse.Parser: one interface for every grammar).
+PARSERS: dict[type[Grammar], Callable[[LogFormat], Parser]] = {
     Delimited: DelimitedParser,
     HeaderDelimited: HeaderDelimitedParser,
     JsonRecords: _json_records_parser,
 }
 
 
-def parser_for(fmt: LogFormat) -> DelimitedParser | HeaderDelimitedParser:
+def parser_for(fmt: LogFormat) -> Parser:
     return PARSERS[type(fmt.grammar)](fmt)
 
 
@@ -191,7 +188,7 @@ def _add_block(
     counts.header_lines += parsed.header_lines
     counts.extra_field_rows += parsed.extra_rows
     counts.generations.update(parsed.generations)
-    counts.notes.update(getattr(parsed, "notes", ()))
+    counts.notes.update(parsed.notes)
     counts.reject_reasons.update(reason_kind(reason) for reason in parsed.reject_reasons)
     if parsed.rows.num_rows:
         _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -33,12 +33,6 @@ _TRIM = " \t\r\n,"
 
 
 @dataclass
-class JsonParsed(Parsed):
-    """A block's outcome, plus the values recognised as not records (a digest) and skipped: reason → count."""
-
-    notes: Counter[str] = field(default_factory=Counter)
-
-
 class JsonRecordsParser:
     """Parses one object's records for one format with a JsonRecords grammar."""
 
@@ -48,12 +42,12 @@ class JsonRecordsParser:
         self.grammar: JsonRecords = fmt.grammar
         self.plan = _plan(fmt.name)
 
-    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, JsonParsed | None]]:
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
         """The records of several objects: each object's parsed blocks, then (object, None) once it is read to
         its end, in order. A DuckDB statement costs ~10 ms before its first record, so the usual records of
         several small objects go through one statement (up to a block's bytes); anything else is parsed
         piece by piece."""
-        waiting: list[tuple[T, Pieces | JsonParsed]] = []
+        waiting: list[tuple[T, Pieces | Parsed]] = []
         finished: list[T] = []
         size = 0
         for item, key, opened in objects:
@@ -71,16 +65,16 @@ class JsonRecordsParser:
             finished.append(item)
         yield from self._parse_waiting(waiting, finished)
 
-    def _note(self, splitter: RecordSplitter) -> JsonParsed | None:
+    def _note(self, splitter: RecordSplitter) -> Parsed | None:
         if splitter.empty_array:
-            return JsonParsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
+            return Parsed(self.plan.empty, notes=Counter({self.grammar.empty_reason: 1}))
         if splitter.records == 0:
-            return JsonParsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
+            return Parsed(self.plan.empty, notes=Counter({"an empty object: no records": 1}))
         return None
 
     def _parse_waiting(
-        self, waiting: list[tuple[T, Pieces | JsonParsed]], finished: list[T]
-    ) -> Iterator[tuple[T, JsonParsed | None]]:
+        self, waiting: list[tuple[T, Pieces | Parsed]], finished: list[T]
+    ) -> Iterator[tuple[T, Parsed | None]]:
         together = [i for i, (_, p) in enumerate(waiting) if isinstance(p, Pieces) and _usual_candidate(p)]
         parsed = dict(
             zip(
@@ -93,11 +87,11 @@ class JsonRecordsParser:
             if i in parsed:
                 yield item, parsed[i]
             else:
-                yield item, p if isinstance(p, JsonParsed) else self.parse_pieces(p)
+                yield item, p if isinstance(p, Parsed) else self.parse_pieces(p)
         for item in finished:
             yield item, None
 
-    def _parse_together(self, pieces_list: list[Pieces]) -> list[JsonParsed] | None:
+    def _parse_together(self, pieces_list: list[Pieces]) -> list[Parsed] | None:
         """Usual pieces of several objects through one statement; None if any record is not usual (each
         piece is then parsed on its own, where rejects and skips are told apart)."""
         if len(pieces_list) < 2:
@@ -127,18 +121,18 @@ class JsonRecordsParser:
             numbers = pa.array(np.arange(pieces.first, pieces.first + pieces.count, dtype=np.int64))
             part = part.set_column(position, "line_number", numbers)
             text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
-            out = JsonParsed(part, lines=pieces.count, text_bytes=text_bytes)
+            out = Parsed(part, lines=pieces.count, text_bytes=text_bytes)
             self._count_generations(out)
             outs.append(out)
             start += pieces.count
         return outs
 
-    def parse_pieces(self, pieces: Pieces) -> JsonParsed:
+    def parse_pieces(self, pieces: Pieces) -> Parsed:
         n = pieces.count
         numbers = np.arange(pieces.first, pieces.first + n, dtype=np.int64)
         text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
         raw = _records(pieces)
-        out = JsonParsed(self.plan.empty, lines=n, text_bytes=text_bytes)
+        out = Parsed(self.plan.empty, lines=n, text_bytes=text_bytes)
         if pieces.reason:
             for i in range(n):
                 self._reject(out, int(numbers[i]), _decode(_piece(pieces, i)).strip(_TRIM), pieces.reason)
@@ -172,7 +166,7 @@ class JsonRecordsParser:
         out.lines = out.rows.num_rows + len(out.reject_lines)
         return out
 
-    def _typed(self, out: JsonParsed, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray | None) -> None:
+    def _typed(self, out: Parsed, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray | None) -> None:
         result = self.plan.run(texts, numbers, valued_members)
         kind = result.column("_kind")
         if kind.null_count < len(kind):  # values that are not JSON objects: worded one by one (rare)
@@ -205,13 +199,13 @@ class JsonRecordsParser:
         out.extra_rows = rows.num_rows - rows.column("extra_fields").null_count
         self._count_generations(out)
 
-    def _count_generations(self, out: JsonParsed) -> None:
+    def _count_generations(self, out: Parsed) -> None:
         if self.grammar.version_key and out.rows.num_rows:
             for item in pc.value_counts(out.rows.column(self.plan.version_column)).to_pylist():
                 version = item["values"]
                 out.generations[f"no {self.grammar.version_key}" if version is None else str(version)] += item["counts"]
 
-    def _reject(self, out: JsonParsed, number: int, text: str, reason: str) -> None:
+    def _reject(self, out: Parsed, number: int, text: str, reason: str) -> None:
         out.reject_lines.append(number)
         out.reject_raw.append(text)
         out.reject_reasons.append(self.fmt.explain_foreign(text) or reason)
