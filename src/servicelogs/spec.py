@@ -12,6 +12,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import Any, Literal
 
@@ -354,6 +355,22 @@ PARTITION_FIELDS = {
     "day": Field("day", STRING, "Event day (UTC), two digits.", null=None),
 }
 DEFAULT_PARTITIONS = ("region", "year", "month", "day")
+UNKNOWN_PARTITION = "unknown"  # a partition value the key or the event time does not give
+
+
+def partition_values(groups: Mapping[str, str], day: date | None) -> dict[str, str]:
+    """Each of PARTITION_FIELDS' values for a row: the region from its object's key, the date its event's."""
+    if day is None:
+        return {
+            "region": groups.get("region", UNKNOWN_PARTITION),
+            **dict.fromkeys(("year", "month", "day"), UNKNOWN_PARTITION),
+        }
+    return {
+        "region": groups.get("region", UNKNOWN_PARTITION),
+        "year": f"{day.year:04d}",
+        "month": f"{day.month:02d}",
+        "day": f"{day.day:02d}",
+    }
 
 
 @dataclass(frozen=True)
@@ -394,6 +411,11 @@ class LogFormat:
     @cached_property
     def partition_fields(self) -> tuple[Field, ...]:
         return tuple(PARTITION_FIELDS[name] for name in self.partitions)
+
+    def partition_path(self, groups: Mapping[str, str], day: date | None) -> str:
+        """The Hive partition folder of a row (`region=eu-west-1/year=2024/...`), in this format's order."""
+        values = partition_values(groups, day)
+        return "/".join(f"{name}={values[name]}" for name in self.partitions)
 
     def field(self, name: str) -> Field:
         for f in self.columns:

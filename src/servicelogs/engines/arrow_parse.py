@@ -50,7 +50,7 @@ class Parsed:
     header_lines: int = 0
     """Lines that declare the object's layout (headers, comments): counted in `lines`, neither rows nor rejects."""
     notes: Counter[str] = field(default_factory=Counter)
-    """Values recognised as not records and skipped (a CloudTrail digest): reason → count. Line grammars: none."""
+    """Values recognised as not records and skipped (a digest file): reason → count. Line grammars: none."""
 
 
 class LineTokenizer:

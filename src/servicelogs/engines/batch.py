@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,8 +29,6 @@ from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, Grammar, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
 from servicelogs.summary import Counts, ObjectProblem, reason_kind
-
-UNKNOWN = "unknown"
 
 
 def _json_records_parser(fmt: LogFormat) -> Parser:
@@ -243,14 +240,4 @@ def _write_rows(
             part = table
         else:
             part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
-        writer.write(_partition_path(fmt, groups, day), part)
-
-
-def _partition_path(fmt: LogFormat, groups: dict[str, str], day: date | None) -> str:
-    values = {
-        "region": groups.get("region", UNKNOWN),
-        "year": f"{day.year:04d}" if day else UNKNOWN,
-        "month": f"{day.month:02d}" if day else UNKNOWN,
-        "day": f"{day.day:02d}" if day else UNKNOWN,
-    }
-    return "/".join(f"{name}={values[name]}" for name in fmt.partitions)
+        writer.write(fmt.partition_path(groups, day), part)
