@@ -91,8 +91,8 @@ COPY (
   SELECT *, strftime({when}, '%Y') AS year, strftime({when}, '%m') AS month, strftime({when}, '%d') AS day
   FROM (
     SELECT {", ".join(selects)}, {region} AS region, filename AS source_key
-    FROM read_csv({_q(str(source) + "/**/*")}, delim = {_q(grammar.delimiter)}, quote = {_q(grammar.quote)},
-                  escape = {_q(grammar.quote)}, header = false, columns = {{{columns}}}, null_padding = true,
+    FROM read_csv({_q(str(source) + "/**/*")}, delim = {_q(grammar.delimiter)}, quote = {_q(grammar.quote or "")},
+                  escape = {_q(grammar.quote or "")}, header = false, columns = {{{columns}}}, null_padding = true,
                   strict_mode = false, ignore_errors = true, filename = true, auto_detect = false)
   )
 ) TO {_q(str(target))} (FORMAT parquet, PARTITION_BY (region, year, month, day), COMPRESSION zstd);

@@ -92,8 +92,8 @@ class Delimited:
 
     Generations append tokens at the end, so a line's token count tells its generation. Tokens past the
     last declared one are fields AWS added after this declaration: they are kept in `extra_fields` and
-    counted, never rejected. Counts are in pieces (a token may span several, see `Token.pieces`). An empty
-    `quote`: no token is ever quoted.
+    counted, never rejected. Counts are in pieces (a token may span several, see `Token.pieces`). `None` as
+    `quote`: no token is ever quoted (as for HeaderDelimited).
 
     `line_regex` is an exact regex for one whole line, for formats whose writer does not escape the quote
     inside quoted tokens (S3 writes a raw `"` in a Request-URI or User-Agent): its groups, in order, are
@@ -106,7 +106,7 @@ class Delimited:
     tokens: tuple[Token, ...]
     generations: tuple[Generation, ...]
     delimiter: str = " "
-    quote: str = '"'
+    quote: str | None = '"'
     line_regex: str | None = None
 
     @cached_property

@@ -61,8 +61,8 @@ class LineTokenizer:
     """
 
     def __init__(self, grammar: Delimited) -> None:
-        d, q = re.escape(grammar.delimiter), re.escape(grammar.quote)
-        # An empty quote: the grammar has no quoting at all.
+        d, q = re.escape(grammar.delimiter), re.escape(grammar.quote or "")
+        # No quote: the grammar has no quoting at all.
         self._quoted = re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}(?={d}|$)") if grammar.quote else None
         self._plain = re.compile(rf"[^{d}]*")
         self._delimiter = grammar.delimiter
@@ -328,7 +328,7 @@ class DelimitedParser(LineBlockParser):
             first = part.column(0)  # typed by the reader, it cannot hold an empty line: that fails the typing
             suspect = pc.equal(first, "") if pa.types.is_string(first.type) else None
             for i in self.suspect_positions:
-                if i < part.num_columns and _holds(part.column(i), self.grammar.quote):
+                if self.grammar.quote and i < part.num_columns and _holds(part.column(i), self.grammar.quote):
                     hit = pc.match_substring(part.column(i), self.grammar.quote)
                     suspect = hit if suspect is None else pc.or_kleene(suspect, hit)
             if suspect is None:

@@ -27,8 +27,6 @@ from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Pa
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
-_NO_QUOTE = ""  # Delimited's "no quoting at all"
-
 
 class HeaderDelimitedParser(LineBlockParser):
     """Parses one object's lines for one format with a HeaderDelimited grammar (one instance per object)."""
@@ -167,7 +165,7 @@ class _Layout:
             tokens=run_tokens,
             generations=generations,
             delimiter=grammar.delimiter,
-            quote=grammar.quote or _NO_QUOTE,
+            quote=grammar.quote,
         )
         run_fmt = dataclasses.replace(fmt, grammar=run_grammar)
         self.parser = _RunParser(run_fmt, fmt, names)
