@@ -38,15 +38,6 @@ def needs_typing(t: Type) -> bool:
     return t not in (STRING, JSON)
 
 
-def duckdb_structure(t: Type) -> object:
-    """The json_transform structure that hands `t` over: strings as VARCHAR, anything Arrow types as JSON."""
-    if isinstance(t, StructOf):
-        return {name: duckdb_structure(member) for name, member in t.members}
-    if isinstance(t, ListOf):
-        return [duckdb_structure(t.item)]
-    return "VARCHAR" if t == STRING else "JSON"
-
-
 def typed(values: pa.Array, t: Type, field: str, member: str = "") -> tuple[pa.Array, pa.Array | None]:
     """`values` typed as `t`, and per value the reason it does not fit (null where it does), or None
     when nothing can misfit."""
