@@ -1,6 +1,7 @@
-"""The Spark engine in local mode (local[2], two attempts per task): the engine contract (every format's
-fixtures, bad input included, give the same tables as the local engine, row for row), a task retried after
-it committed adds no copy, and a Spark run killed at random re-runs to zero duplicates and zero missing."""
+"""The Spark engine in local mode (local[2], two attempts per task): bad input as the local engine gives it,
+attempts of one batch stage apart and one is committed, a task retried after staging is committed once, and
+a Spark run killed at random re-runs to zero duplicates and zero missing. Every format's tables, row for row
+as the local engine's: the engine contract, tests/test_engine_contract.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from exactly_once_support import (  # noqa: E402
     visible_junk,
     write_local,
 )
-from spark_support import fixture_corpus, table_files, without_run_id  # noqa: E402
+from spark_support import fixture_corpus, without_run_id  # noqa: E402
 
 import servicelogs  # noqa: E402
 from servicelogs import run  # noqa: E402
@@ -45,34 +46,6 @@ def spark():
     session = spark_engine.session(MASTER)
     yield session
     session.stop()
-
-
-@pytest.mark.parametrize("fmt_name", servicelogs.formats.names())
-def test_both_engines_give_the_same_tables(spark, tmp_path: Path, fmt_name: str) -> None:
-    corpus = fixture_corpus(fmt_name)
-    write_local(tmp_path / "src", corpus)
-    fmt = servicelogs.formats.get(fmt_name)
-    out = {}
-    for engine in ("local", "spark"):
-        target = tmp_path / engine
-        summary = servicelogs.convert(
-            fmt_name, tmp_path / "src", target, engine=engine, workers=1, batch_objects=BATCH_OBJECTS
-        )
-        out[engine] = (
-            summary,
-            read_table(target, fmt_name, fmt.partitions),
-            read_rejects(target, fmt_name),
-            table_files(target),
-        )
-    (by_local, rows, rejects, files), (by_spark, spark_rows, spark_rejects, spark_files) = out["local"], out["spark"]
-    assert rows and by_local.batches_committed > 1
-    assert without_run_id(spark_rows) == without_run_id(rows)  # values and their Python types, row for row
-    assert without_run_id(spark_rejects) == without_run_id(rejects)  # the same lines, with the same reasons
-    assert spark_files == files  # same batches, same deterministic file names, same partitions
-    for name in ("objects_converted", "lines", "rows", "rejects", "extra_field_rows", "batches_committed"):
-        assert getattr(by_spark, name) == getattr(by_local, name), name
-    assert [(p.key, p.reason) for p in by_spark.failed] == [(p.key, p.reason) for p in by_local.failed]
-    assert {r["run_id"] for r in spark_rows} == {by_spark.run_id}
 
 
 def test_bad_input_gives_the_same_rejects_and_failures(spark, tmp_path: Path) -> None:
