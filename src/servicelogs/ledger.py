@@ -155,11 +155,10 @@ class Ledger:
     def staging_root(self) -> str:
         return f"{self.prefix}/staging"
 
-    def staging(self, run_id: str, batch_id: str = "", attempt: int = 0) -> str:
-        """A batch's staging folder (an attempt after the first, a Spark retry, stages apart); without a
-        batch, the run's."""
+    def staging(self, run_id: str, batch_id: str = "") -> str:
+        """A batch's staging folder; without a batch, the run's."""
         run = f"{self.staging_root}/{run_id}"
-        return f"{run}/{batch_id}{f'.{attempt}' if attempt else ''}" if batch_id else run
+        return f"{run}/{batch_id}" if batch_id else run
 
     def staged_run(self, key: str) -> str:
         """The run a staged key belongs to."""
@@ -318,6 +317,12 @@ class Ledger:
         for key in old:
             self.store.delete(key)
         return written
+
+
+def attempt_staging(staging: str, attempt: int) -> str:
+    """Where attempt n of a batch stages: the first in the batch's folder, a retry (Spark) beside it, so that
+    no attempt deletes another's files."""
+    return f"{staging}.{attempt}" if attempt else staging
 
 
 def _seq_of(key: str) -> int:

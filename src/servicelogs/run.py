@@ -34,7 +34,7 @@ from typing import Protocol
 
 from servicelogs.errors import ConflictError, FencedError, ServiceLogsError, StorageError, UsageError
 from servicelogs.layout import Layout
-from servicelogs.ledger import Ledger, State
+from servicelogs.ledger import Ledger, State, attempt_staging
 from servicelogs.locations import open_store
 from servicelogs.sources import Source, SourceObject, delivery_date
 from servicelogs.spec import LogFormat
@@ -70,7 +70,7 @@ class BatchTask:
 
     def staging_of(self, attempt: int) -> str:
         """Where an attempt stages: a retried one (Spark) apart, so that none deletes another's files."""
-        return f"{self.staging}.{attempt}" if attempt else self.staging
+        return attempt_staging(self.staging, attempt)
 
 
 @dataclass
