@@ -199,11 +199,9 @@ def check_table_name(name: str) -> str:
     return name
 
 
-def location(place: Source | Store) -> str:
-    """Where a source or a target is, as one string: a resolved absolute path, or s3://bucket/prefix."""
-    if isinstance(place, LocalStore):
-        return place.root.resolve().as_posix()
-    return str(getattr(place, "url", None) or place)  # an S3 source or store: its normalised URL
+def location(store: Store) -> str:
+    """Where a target is, as one string: a resolved absolute path, or s3://bucket/prefix (as a Source's str)."""
+    return store.root.resolve().as_posix() if isinstance(store, LocalStore) else store.url
 
 
 def _within(inner: str, outer: str) -> bool:
@@ -215,7 +213,7 @@ def check_locations(source: Source, store: Store) -> None:
     list the lake as input, or convert into the folder it reads."""
     if isinstance(store, LocalStore) and store.root.exists() and not store.root.is_dir():
         raise UsageError(f"target {store.url!r} is a file, not a folder")
-    src, dst = location(source), location(store)
+    src, dst = str(source), location(store)
     if _within(dst, src):
         raise UsageError(f"target {dst} is inside the source {src}: put the tables outside the logs")
     if _within(src, dst):

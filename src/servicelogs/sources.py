@@ -197,6 +197,8 @@ class _ListedFile(io.FileIO):
 
 
 class Source(Protocol):
+    """Where objects come from; str() is its location (a resolved absolute path, or s3://bucket/prefix)."""
+
     unlisted: list[ObjectProblem]  # entries the last listing could not take (named in the summary)
 
     def list(self) -> Iterator[SourceObject]: ...
