@@ -469,7 +469,7 @@ def test_a_commit_made_before_the_fence_stands_and_the_fencer_publishes_it(corpu
     with pytest.raises(Died):
         convert_as(store, LocalSource(src), "run-a", items)
     monkeypatch.undo()
-    assert oracle(expected_lines(objects), lake).rows == 0 and len(list(ledger.commits())) == 1
+    assert oracle(expected_lines(objects), lake, root=src).rows == 0 and len(list(ledger.commits())) == 1
 
     assert run.clean_abandoned(store, ledger, "run-b", seen_by_b) == (1, 0)
     assert isinstance(ledger.read(2), Fence) and ledger.read(2).fenced == "run-a"  # type: ignore[union-attr]
