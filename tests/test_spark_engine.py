@@ -106,7 +106,7 @@ def test_an_executor_running_a_batch_twice_adds_no_copy(tmp_path: Path) -> None:
     second = [spark_engine.convert_attempt(t) for t in tasks]
     assert [r.committed for r in first] == [1, 1]
     assert [(r.committed, r.rows, len(r.lost)) for r in second] == [(0, 0, 1), (0, 0, 1)]
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, str(verdict)
 
 
@@ -128,7 +128,7 @@ def test_a_task_retried_after_its_commit_adds_no_copy(spark, tmp_path: Path, mon
     monkeypatch.setattr(spark_engine, "convert_attempt", lost_after_commit)
     summary = servicelogs.convert("alb", tmp_path / "src", tmp_path / "dst", engine="spark", batch_objects=3)
     assert (summary.batches_committed, summary.batches_lost) == (0, 2)  # the retries found their batches done
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, str(verdict)
     assert (verdict.rows, verdict.rejects) == (12, 2)
     assert visible_junk(tmp_path / "dst") == []
@@ -149,7 +149,7 @@ def test_a_killed_spark_run_reruns_exactly_once(tmp_path: Path) -> None:
     killed = finish(proc, out)
     rerun = run_cli(argv, timeout=180)
     assert rerun.code == 0, rerun.output
-    verdict = oracle(expected_lines(objects), tmp_path / "dst")
+    verdict = oracle(expected_lines(objects), tmp_path / "dst", root=tmp_path / "src")
     assert verdict.ok, f"{verdict} (first run: {'killed' if killed.killed else killed.output})"
     assert visible_junk(tmp_path / "dst") == []
 
