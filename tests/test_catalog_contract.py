@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from catalog_support import write_corpus
+from catalog_support import example_key, write_corpus
 from conftest import read_table
 from glue_support import StrictGlue, fresh_database, glue_server
 
@@ -128,7 +129,7 @@ def test_the_mark_starts_at_zero_and_never_moves_back(catalog):
 def _ledger_partitions(lake: Path, fmt_name: str) -> set[tuple[str, ...]]:
     out = set()
     for commit in Ledger(LocalStore(lake), f"_servicelogs/{fmt_name}").commits():
-        for _, visible in commit.files:
+        for visible in (f.visible for f in commit.files):
             folders = visible.split("/")[1:-1]
             if visible.startswith(f"{fmt_name}/"):
                 out.add(tuple(f.split("=", 1)[1] for f in folders))
@@ -152,7 +153,7 @@ def test_a_convert_registers_all_three_tables_and_their_partitions(catalog, tmp_
     assert all(p.location.startswith(str(lake.resolve())) for p in cat.list_partitions(db, name))
     raw_parts = cat.list_partitions(db, f"{name}_raw")
     if raw_partition_keys(fmt):  # the example key lies in the layout's folders: one raw partition
-        assert len(raw_parts) == 1 and raw_parts[0].location.startswith(str(src.resolve()))
+        assert [p.location for p in raw_parts] == [f"{src.resolve()}/{posixpath.dirname(example_key(fmt))}/"]
     else:
         assert raw_parts == []
     assert cat.mark(db, name) == summary.ledger_head == 1
@@ -186,7 +187,7 @@ def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, 
     (src / other).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     summary = servicelogs.convert("vpc_flow", src, lake, workers=1, catalog=cat, database=db)
     assert summary.rows == 2
-    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [other]
+    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [f"{src.resolve()}/{other}"]
     assert "header differs" in summary.catalog["problems"][0]
 
 

@@ -29,8 +29,10 @@ from servicelogs.catalogs.base import (
     Partition,
     Table,
 )
-from servicelogs.errors import UsageError
+from servicelogs.errors import SourceError, UsageError
 from servicelogs.spec import HeaderDelimited, LogFormat
+from servicelogs.sources import SourceObject
+from servicelogs.storage import StagedFile
 
 if TYPE_CHECKING:
     from servicelogs.sources import Source
@@ -47,12 +49,18 @@ EMBEDDED_FILE = "catalog.duckdb"
 @dataclass(frozen=True)
 class Names:
     """A source's names in a catalog: its database and its three tables (default: the table folder's name,
-    `<name>_raw` and `<name>_rejects`)."""
+    `<name>_raw` and `<name>_rejects`); the raw table may live in a database of its own (`raw_db`, as
+    the Glue jobs of athena-glue-service-logs have it)."""
 
     database: str
     table: str
     raw: str = ""
     rejects: str = ""
+    raw_db: str = ""
+
+    @property
+    def raw_database(self) -> str:
+        return self.raw_db or self.database
 
     @property
     def raw_table(self) -> str:
@@ -108,7 +116,8 @@ def converted_partition(fmt: LogFormat, table_location: str, visible_key: str) -
 
 
 def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
-    """The raw table's partition of source object `key` (its folder), or why it has none."""
+    """The raw table's partition of source object `key` (its folder), or why it has none. Sources name
+    their objects by full location (a path, an s3:// URL); a relative key lies under the raw table's."""
     from servicelogs.render.hive import raw_partition_keys, raw_partition_template
 
     template = raw_partition_template(fmt)
@@ -117,7 +126,9 @@ def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
     m = re.search(f"(?:^|/){pattern}$", directory)
     if m is None:
         return f"{key}: not in the folders of the partitioned key layout ({template})"
-    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{raw.location.rstrip('/')}/{directory}/")
+    if not directory.startswith("/") and "://" not in directory:  # a key relative to the source root
+        directory = f"{raw.location.rstrip('/')}/{directory}"
+    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{directory}/")
 
 
 def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Partition], list[str]]:
@@ -149,15 +160,16 @@ def _absolute(location: str) -> str:
     return location.rstrip("/") if "://" in location else os.path.abspath(location)
 
 
-def read_header(fmt: LogFormat, source: Source, key: str) -> tuple[tuple[str, ...] | None, int]:
+def read_header(fmt: LogFormat, source: Source, obj: SourceObject) -> tuple[tuple[str, ...] | None, int]:
     """The token order an object's own header names (None: no header, the default order) and the number
-    of lines before its first data line."""
-    from servicelogs.sources import SourceObject, decompressed
+    of lines before its first data line. `obj` as the ledger recorded it: a rewritten object fails
+    (SourceError) rather than lend the raw table another version's header."""
+    from servicelogs.sources import decompressed
 
     g = fmt.grammar
     assert isinstance(g, HeaderDelimited)
-    with source.open(SourceObject(key, 0, "")) as raw:
-        head = decompressed(raw, key).read(64 << 10).decode("utf-8", "replace").splitlines()[:-1] or [""]
+    with source.open(obj) as raw:
+        head = decompressed(raw, obj.key).read(64 << 10).decode("utf-8", "replace").splitlines()[:-1] or [""]
     skipped = 0
     for line in head:
         m = g.header_regex.match(line)
@@ -196,43 +208,50 @@ def sync(
     converted = Table(CONVERTED, fmt, names.table, f"{target}/{folder}", projection=projection)
     rejects = Table(REJECTS, fmt, names.rejects_table, f"{target}/{folder}_rejects")
     catalog.create_database(names.database)
+    if names.raw_database != names.database and source is not None:
+        catalog.create_database(names.raw_database)
     mark = catalog.mark(names.database, names.table)
     commits = sorted(_commits_after(store, f"_servicelogs/{folder}", mark), key=lambda c: c.get("seq", 0))
     result.mark = max([mark, *(c.get("seq", 0) for c in commits)])
 
     new_files: list[str] = []
-    new_sources: list[str] = []
+    new_sources: list[SourceObject] = []
     for c in commits:
-        new_files += [visible for _, visible in c.get("files") or ()]
-        new_sources += [s[0] for s in c.get("sources") or ()]
+        new_files += [StagedFile.from_json(f).visible for f in c.get("files") or ()]
+        new_sources += [SourceObject(*s) for s in c.get("sources") or ()]
 
     raw = None
     if source is not None:
         root = _absolute(str(source))
         header = None
         if isinstance(fmt.grammar, HeaderDelimited) and new_sources and not isinstance(source, str):
-            headers = {key: read_header(fmt, source, key)[0] for key in new_sources}
-            first = min(headers)
-            header = headers[first]
+            headers = {}
+            for obj in new_sources:
+                try:
+                    headers[obj.key] = read_header(fmt, source, obj)[0]
+                except SourceError as e:  # rewritten or gone since it was converted
+                    result.problems.append(f"{obj.key}: its header cannot be read: {e}")
+            first = min(headers, default="")
+            header = headers.get(first)
             result.problems += [
                 f"{key}: its header differs from the raw table's (that of {first}); the raw table misreads it"
                 for key, h in sorted(headers.items())
                 if h != header
             ]
-        if header is not None or not catalog.table_exists(names.database, names.raw_table) or new_sources:
+        if header is not None or not catalog.table_exists(names.raw_database, names.raw_table) or new_sources:
             raw = Table(RAW, fmt, names.raw_table, root, header=header, projection=projection)
 
-    for table in (converted, rejects, raw):
-        if table is not None and catalog.create_table(names.database, table):
-            result.tables_changed.append(table.name)
+    for database, table in ((names.database, converted), (names.database, rejects), (names.raw_database, raw)):
+        if table is not None and catalog.create_table(database, table):
+            result.tables_changed.append(f"{database}.{table.name}")
 
     if not projection:
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}
         result.partitions_added += catalog.add_partitions(names.database, names.table, sorted(p for p in parts if p))
         if raw is not None and new_sources:
-            raw_parts, problems = raw_partitions(fmt, raw, new_sources)
+            raw_parts, problems = raw_partitions(fmt, raw, [o.key for o in new_sources])
             result.problems += problems
-            result.partitions_added += catalog.add_partitions(names.database, names.raw_table, raw_parts)
+            result.partitions_added += catalog.add_partitions(names.raw_database, names.raw_table, raw_parts)
     if result.mark > mark:
         from servicelogs import crash
 
