@@ -30,8 +30,8 @@ from servicelogs.catalogs.base import (
     Table,
 )
 from servicelogs.errors import SourceError, UsageError
-from servicelogs.spec import HeaderDelimited, LogFormat
 from servicelogs.sources import SourceObject
+from servicelogs.spec import HeaderDelimited, LogFormat
 from servicelogs.storage import StagedFile
 
 if TYPE_CHECKING:
@@ -276,13 +276,15 @@ def registrar(
     table: str | None = None,
     raw: str = "",
     rejects: str = "",
+    raw_database: str = "",
     projection: bool = False,
     region: str | None = None,
     endpoint_url: str | None = None,
 ) -> Callable[[Store, str, RunSummary], None]:
     """The hook a run calls after its commits (`engines.local.run(register=…)`): sync the catalog and put
     the outcome in the summary. A catalog that fails (a `duckdb` shell holding the file) fails no data:
-    the summary says so and the next run catches the catalog up."""
+    the summary says so and the next run catches the catalog up. `raw_database`: the raw table's own
+    database (default: `database`)."""
 
     def register(store: Store, folder: str, summary: RunSummary) -> None:
         from servicelogs import crash
@@ -294,7 +296,7 @@ def registrar(
             if isinstance(catalog, str)
             else catalog
         )
-        names = Names(database or opened.default_database, table or folder, raw, rejects)
+        names = Names(database or opened.default_database, table or folder, raw, rejects, raw_database)
         summary.catalog = {"kind": kind, "database": names.database, "table": names.table}
         try:
             result = sync(opened, fmt, names, store, source, folder=folder, projection=projection)
