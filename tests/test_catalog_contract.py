@@ -32,6 +32,7 @@ from servicelogs.catalogs.base import (
 )
 from servicelogs.catalogs.embedded import EmbeddedCatalog
 from servicelogs.catalogs.glue import GlueCatalog
+from servicelogs.catalogs.script import ScriptCatalog
 from servicelogs.ledger import Ledger
 from servicelogs.render import duckdb as render_duckdb
 from servicelogs.render import hive
@@ -47,12 +48,14 @@ def moto_glue():
     yield from glue_server()
 
 
-@pytest.fixture(params=["embedded", "glue"])
+@pytest.fixture(params=["embedded", "script", "glue"])
 def catalog(request, tmp_path):
     if request.param == "embedded":
         cat = EmbeddedCatalog(tmp_path / "lake" / "catalog.duckdb")
         yield cat, "main"
         cat.close()
+    elif request.param == "script":  # the embedded catalog of an s3:// lake, here over a local one
+        yield ScriptCatalog(LocalStore(tmp_path / "lake")), "main"
     else:
         glue = request.getfixturevalue("moto_glue")
         yield GlueCatalog(glue), fresh_database()

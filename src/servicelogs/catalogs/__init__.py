@@ -82,8 +82,21 @@ class SyncResult:
     partitioned layout): reported, never silently dropped."""
 
 
-def open_catalog(kind: str, target_url: str, *, region: str | None = None, endpoint_url: str | None = None) -> Catalog:
-    """The catalog `kind` ("duckdb": the file beside the tables under `target_url`; "glue")."""
+def open_catalog(
+    kind: str,
+    target_url: str,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    store: Store | None = None,
+) -> Catalog:
+    """The catalog `kind` ("duckdb": the file beside the tables under `target_url`, or for an s3:// lake the
+    script `catalog.sql` in it, written through `store` (default: one opened at `endpoint_url`); "glue")."""
+    if kind == "duckdb" and "://" in target_url:
+        from servicelogs.catalogs.script import ScriptCatalog
+        from servicelogs.s3 import S3Store
+
+        return ScriptCatalog(store or S3Store.from_url(target_url, endpoint_url))
     if kind == "duckdb":
         from servicelogs.catalogs.embedded import EmbeddedCatalog
 
@@ -292,7 +305,7 @@ def registrar(
         crash.point("register in the catalog")
         kind = catalog if isinstance(catalog, str) else type(catalog).__name__
         opened = (
-            open_catalog(catalog, store.url, region=region, endpoint_url=endpoint_url)
+            open_catalog(catalog, store.url, region=region, endpoint_url=endpoint_url, store=store)
             if isinstance(catalog, str)
             else catalog
         )
