@@ -190,7 +190,7 @@ def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, 
     (src / other).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     summary = servicelogs.convert("vpc_flow", src, lake, workers=1, catalog=cat, database=db)
     assert summary.rows == 2
-    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [f"{src.resolve()}/{other}"]
+    assert [p.split(":")[0] for p in summary.catalog["problems"]] == [str((src / other).resolve())]
     assert "header differs" in summary.catalog["problems"][0]
 
 

@@ -22,19 +22,22 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_FAILED_OBJECTS = 1
-"""Some objects could not be read: each named in the summary; none of their rows is in the table."""
+"""Some objects could not be read or listed, or a worker died: each named in the summary; none of their rows is in
+the table."""
 EXIT_ERROR = 2
-"""A usage error, or a store operation that kept failing (named with its key; nothing partial is visible)."""
+"""A usage error, a store operation that kept failing (named with its key), a full or read-only target, or a
+fenced run; nothing partial is visible."""
 EXIT_CONCURRENT = 3
 """Every object is converted, but some batches were committed by a concurrent run (this one dropped its copy)."""
 EXIT_NOTHING_FOUND = 4
 """The source holds no object of the format: it lists nothing, or no key matches the format's key layouts."""
 
 EPILOG = (
-    "exit status: 0 done (also when nothing was new); 1 some objects could not be read (listed; the next run "
-    "retries them); 2 error (a usage error, or a store operation that kept failing, named with its key; nothing "
-    "partial is visible); 3 done, but a concurrent run committed some of the batches first; 4 the source holds "
-    "no object of the format (it lists nothing, or no key matches the format's key layouts)."
+    "exit status: 0 done (also when nothing was new); 1 some objects could not be read or listed, or a worker "
+    "process died (each named; the next run retries them); 2 error (a usage error, a store operation that kept "
+    "failing, a full or read-only target: named with its key or path; or the run was fenced, taken for dead by "
+    "another run; nothing partial is visible); 3 done, but a concurrent run committed some of the batches first; "
+    "4 the source holds no object of the format (it lists nothing, or no key matches the format's key layouts)."
 )
 ENDPOINT_HELP = "S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS's)"
 

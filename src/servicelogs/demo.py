@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from servicelogs import formats
+from servicelogs.catalogs import EMBEDDED_FILE
 from servicelogs.errors import UsageError
 from servicelogs.synth import write_corpus
 
@@ -13,8 +14,7 @@ DEMO_FORMAT = "alb"
 QUERY = """
 SELECT region, year || '-' || month || '-' || day AS day, elb_status_code,
        count(*) AS requests, round(avg(target_processing_time), 4) AS avg_target_s, sum(sent_bytes) AS bytes_sent
-FROM read_parquet('{table}/**/*.parquet', hive_partitioning = true,
-                  hive_types = {{'region': 'VARCHAR', 'year': 'VARCHAR', 'month': 'VARCHAR', 'day': 'VARCHAR'}})
+FROM {table}
 GROUP BY ALL ORDER BY region, day, requests DESC
 LIMIT 12"""
 
@@ -35,12 +35,14 @@ def run_demo(folder: str, megabytes: float = 20.0) -> int:
     )
     summary = servicelogs.convert(DEMO_FORMAT, source, target)
     print(summary.text())
-    table = target / DEMO_FORMAT
-    query = QUERY.format(table=table)
-    print(f"\nDuckDB, over the converted table:{query}\n")
-    print(duckdb.sql(query))
+    catalog = target / EMBEDDED_FILE
+    query = QUERY.format(table=DEMO_FORMAT)
+    print(f"\nThe converted table in the embedded catalog (`duckdb {catalog}`, from any folder):{query}\n")
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        print(con.sql(query))
     print(
-        f"Rejected lines, if any, are in {target / (DEMO_FORMAT + '_rejects')}/; the run summary is in "
+        f"Beside it in {catalog}: {DEMO_FORMAT}_raw (the logs where they lie, parsed in place) and "
+        f"{DEMO_FORMAT}_rejects (lines that are not rows, and why); the run summary is in "
         f"{target / '_servicelogs' / DEMO_FORMAT / 'runs'}/."
     )
     return 0 if summary.ok else 1

@@ -356,4 +356,3 @@ def _read_checkpoint(data: bytes, seq: int, name: str) -> State:
         batches=set(batches.column("batch_id").to_pylist()),
         fenced={run: (at[0], at[1]) for run, at in fenced.items()},
     )
-

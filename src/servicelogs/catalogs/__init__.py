@@ -139,9 +139,10 @@ def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
     m = re.search(f"(?:^|/){pattern}$", directory)
     if m is None:
         return f"{key}: not in the folders of the partitioned key layout ({template})"
-    if not directory.startswith("/") and "://" not in directory:  # a key relative to the source root
-        directory = f"{raw.location.rstrip('/')}/{directory}"
-    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{directory}/")
+    # Ledger keys are full locations (a path or an URL); a lake of servicelogs 0.1 named them from the source root.
+    full = directory.startswith("/") or "://" in directory
+    folder = directory if full else f"{raw.location.rstrip('/')}/{directory}"
+    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{folder}/")
 
 
 def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Partition], list[str]]:
@@ -231,7 +232,7 @@ def sync(
     new_sources: list[SourceObject] = []
     for c in commits:
         new_files += [StagedFile.from_json(f).visible for f in c.get("files") or ()]
-        new_sources += [SourceObject(*s) for s in c.get("sources") or ()]
+        new_sources += [SourceObject(key, size, etag) for key, size, etag in c.get("sources") or ()]
 
     raw = None
     if source is not None:
@@ -262,7 +263,7 @@ def sync(
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}
         result.partitions_added += catalog.add_partitions(names.database, names.table, sorted(p for p in parts if p))
         if raw is not None and new_sources:
-            raw_parts, problems = raw_partitions(fmt, raw, [o.key for o in new_sources])
+            raw_parts, problems = raw_partitions(fmt, raw, [obj.key for obj in new_sources])
             result.problems += problems
             result.partitions_added += catalog.add_partitions(names.raw_database, names.raw_table, raw_parts)
     if result.mark > mark:
