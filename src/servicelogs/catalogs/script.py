@@ -8,7 +8,7 @@ for the user's DuckDB that loads httpfs to run (`duckdb -init catalog.sql`, or `
 Each table's state (its view, partitions and ledger mark) is one object under `_servicelogs/catalog/`;
 `catalog.sql` is rewritten from them after each change, so the script is always whole (one PUT). Two
 runs of different tables at once may each rewrite it from a listing that misses the other's newest view:
-the next run of that table writes it again (each sync re-creates its tables).
+the next run of that table writes it again (each sync checks that its views are in the script).
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ class ScriptCatalog(Catalog):
         state = self._load(database, table.name) or {"database": database, "partitions": [], "mark": 0}
         statement = view_statement(database, table, self._has_files(table))
         if state.get("statement") == statement:
+            script = self.store.get(SCRIPT) or b""
+            if f"{statement};".encode() not in script:  # lost to a concurrent rewrite: write it again
+                self._write_script()
             return False
         self._save(database, table.name, {**state, "statement": statement})
         self._write_script()
