@@ -12,7 +12,8 @@ pointing at this script and adding `--format`:
                              the catalog names: when a database is named, the job registers the converted
                              and rejects tables (<converted_table_name>_rejects) in the converted database
                              and the raw table in the raw one, in the Glue Data Catalog (`--catalog duckdb`:
-                             the embedded catalog instead), with the partitions its commits added
+                             the embedded catalog instead, for an s3:// target the script catalog.sql in
+                             it), with the partitions its commits added
 Glue adds arguments of its own (--JOB_NAME, --job-bookmark-option, --TempDir, ...): they are ignored. Glue's
 job bookmarks are not used: what is converted is decided by the table's own ledger, so a bookmark reset, a
 re-run or two runs at once never convert a line twice. `awsglue` is not needed: the job's Spark session is
