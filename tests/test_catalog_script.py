@@ -21,10 +21,11 @@ from glue_support import glue_server  # noqa: E402
 from s3_support import download  # noqa: E402
 
 import servicelogs  # noqa: E402
-from servicelogs import formats  # noqa: E402
+from servicelogs import formats, status  # noqa: E402
 from servicelogs.catalogs.embedded import META, EmbeddedCatalog  # noqa: E402
 from servicelogs.catalogs.script import PREAMBLE  # noqa: E402
 from servicelogs.render import duckdb as render_duckdb  # noqa: E402
+from servicelogs.s3 import S3Store  # noqa: E402
 
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
 
@@ -71,6 +72,7 @@ def test_an_s3_lake_gets_its_catalog_as_a_duckdb_script_of_the_local_catalogs_vi
     assert on_s3.ok and "error" not in on_s3.catalog, on_s3.catalog
     assert on_s3.catalog["tables_changed"] == [f"main.{name}", f"main.{name}_rejects", f"main.{name}_raw"]
     servicelogs.convert(name, src, local, workers=1)
+    assert status.tables(S3Store.from_url(url, endpoint)) == [name], "the catalog's state is no table"
 
     script = client.get_object(Bucket=bucket, Key="lake/catalog.sql")["Body"].read().decode()
     preamble = PREAMBLE.format(url=url)

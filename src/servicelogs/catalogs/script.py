@@ -5,8 +5,9 @@ built in and may not be downloaded here: a DuckDB file of views over S3 cannot b
 holds the same views instead, rendered exactly as the embedded catalog renders them (`render.duckdb`),
 for the user's DuckDB that loads httpfs to run (`duckdb -init catalog.sql`, or `.read catalog.sql`).
 
-Each table's state (its view, partitions and ledger mark) is one object under `_servicelogs/catalog/`;
-`catalog.sql` is rewritten from them after each change, so the script is always whole (one PUT). Two
+Each table's state (its view, partitions and ledger mark) is one object under `_servicelogs_catalog/`
+(not under `_servicelogs/`, where each folder is a table's ledger); `catalog.sql` is rewritten from
+them after each change, so the script is always whole (one PUT). Two
 runs of different tables at once may each rewrite it from a listing that misses the other's newest view:
 the next run of that table writes it again (each sync checks that its views are in the script).
 """
@@ -28,7 +29,7 @@ from servicelogs.render import duckdb as sql
 from servicelogs.storage import Store
 
 SCRIPT = "catalog.sql"
-STATE = "_servicelogs/catalog"
+STATE = "_servicelogs_catalog"  # not under _servicelogs/, whose folders are the tables' ledgers
 
 PREAMBLE = """\
 -- The servicelogs catalog of {url}: one view per table, rewritten by each run (do not edit).
