@@ -9,7 +9,11 @@ pointing at this script and adding `--format`:
   --s3_converted_target      the converted table's folder: the table is written there, as before; its rejects
                              go beside it (<folder>_rejects) and its ledger under <parent>/_servicelogs/
   --converted_database_name, --converted_table_name, --raw_database_name, --raw_table_name
-                             the catalog names; the tables are registered when a database is named
+                             the catalog names: when a database is named, the job registers the converted
+                             and rejects tables (<converted_table_name>_rejects) in the converted database
+                             and the raw table in the raw one, in the Glue Data Catalog (`--catalog duckdb`:
+                             the embedded catalog instead, for an s3:// target the script catalog.sql in
+                             it), with the partitions its commits added
 Glue adds arguments of its own (--JOB_NAME, --job-bookmark-option, --TempDir, ...): they are ignored. Glue's
 job bookmarks are not used: what is converted is decided by the table's own ledger, so a bookmark reset, a
 re-run or two runs at once never convert a line twice. `awsglue` is not needed: the job's Spark session is
@@ -29,6 +33,11 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
 import argparse
 import json
 import posixpath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servicelogs.storage import Store
+    from servicelogs.summary import RunSummary
 
 ORIGINAL_ARGUMENTS = (
     "raw_database_name",
@@ -86,44 +95,54 @@ def main(argv: list[str] | None = None) -> int:
             engine="spark",
             master=args.master,
             endpoint_url=args.endpoint_url,
+            catalog="none",  # registered below, under the job's own database and table names
         )
-        print(json.dumps(summary.to_dict()))  # one line: one log event in CloudWatch
-        register_tables(args, root, folder)
+        register_tables(args, root, folder, summary)
+        print(json.dumps(summary.to_dict(), default=str))  # one line: one log event in CloudWatch
     except ServiceLogsError as e:
         print(f"servicelogs: error: {e}", file=sys.stderr)
         return 2
-    return 0 if summary.ok else 1
+    return 0 if summary.ok and not summary.catalog.get("error") else 1
 
 
-def register_tables(args: argparse.Namespace, root: str, folder: str) -> None:
-    """Register the converted, raw and rejects tables under the job's catalog names.
+def catalog_kind(args: argparse.Namespace) -> str:
+    return args.catalog or ("glue" if args.converted_database_name or args.raw_database_name else "none")
 
-    The hook for the catalogs issue (servicelogs.catalogs: `sync` registers what the ledger's commits made
-    visible, idempotently); until that package is part of the build, the names are reported, not used."""
-    kind = args.catalog or ("glue" if args.converted_database_name else "none")
+
+def register_tables(args: argparse.Namespace, root: str, folder: str, summary: RunSummary) -> None:
+    """Register the converted, rejects and raw tables and their new partitions under the job's catalog names
+    (the converted table's folder is `--s3_converted_target` itself, the raw table's `--s3_source_location`).
+
+    The run's own registration (servicelogs.catalogs.registrar, as `convert` does it) with the names of the
+    original tool: idempotent, and a catalog that fails leaves its error in `summary.catalog` (the job then
+    exits 1; its next run catches the catalog up, the data is committed either way)."""
+    kind = catalog_kind(args)
     if kind == "none":
         return
-    names = {name: getattr(args, name) for name in ORIGINAL_ARGUMENTS if name.endswith("_name")}
-    try:
-        from servicelogs import catalogs  # type: ignore[attr-defined]
-    except ImportError:
-        print(json.dumps({"catalog": kind, "registered": False, "reason": "no servicelogs.catalogs", **names}))
-        return
-    from servicelogs import formats
-    from servicelogs.locations import open_source, open_store
+    from servicelogs import catalogs, formats
+    from servicelogs.locations import open_source
 
-    fmt = formats.get(args.format)
-    table_names = catalogs.Names(
-        database=args.converted_database_name or fmt.name,
+    register = catalogs.registrar(
+        kind,
+        formats.get(args.format),
+        open_source(args.s3_source_location, args.endpoint_url),
+        database=args.converted_database_name or None,
         table=args.converted_table_name or folder,
         raw=args.raw_table_name,
+        raw_database=args.raw_database_name,
+        endpoint_url=args.endpoint_url,
     )
-    catalog = catalogs.open_catalog(kind, root, endpoint_url=args.endpoint_url)
-    store = open_store(root)
-    result = catalogs.sync(
-        catalog, fmt, table_names, store, open_source(args.s3_source_location, args.endpoint_url), folder=folder
-    )
-    print(json.dumps({"catalog": kind, "registered": True, **names, "result": str(result)}))
+    register(_target_store(root, args.endpoint_url), folder, summary)
+
+
+def _target_store(root: str, endpoint_url: str | None) -> Store:
+    from servicelogs.locations import open_store
+
+    if root.startswith("s3://"):
+        from servicelogs.s3 import S3Store
+
+        return S3Store.from_url(root, endpoint_url)
+    return open_store(root)
 
 
 def _usage(message: str) -> Exception:

@@ -331,7 +331,12 @@ EXTRA_FIELDS = Field(
 )
 ACCOUNT_ID = Field("account_id", STRING, "AWS account id, from the object key.")
 LINEAGE_FIELDS = (
-    Field("source_key", STRING, "Key of the source object, relative to the source root.", null=None),
+    Field(
+        "source_key",
+        STRING,
+        "Full location of the source object: s3://bucket/key, or a local file's absolute path.",
+        null=None,
+    ),
     Field(
         "line_number",
         BIGINT,

@@ -250,7 +250,9 @@ class LocalStore:
             os.close(fd)
 
     def end_lease(self, run_id: str, prefix: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        # Best effort, also on the way out of a failed run: a lock file left behind (a read-only disk) is
+        # held by no process, so the next run finds the run dead; the run's own error is what to report.
+        with contextlib.suppress(OSError):
             os.unlink(self.path(f"{prefix}/{run_id}.lock"))
 
     def is_dead(self, run_id: str, prefix: str) -> bool:

@@ -29,7 +29,7 @@ from servicelogs.catalogs.base import (
     Partition,
     Table,
 )
-from servicelogs.errors import UsageError
+from servicelogs.errors import SourceError, UsageError
 from servicelogs.sources import SourceObject
 from servicelogs.spec import HeaderDelimited, LogFormat
 from servicelogs.storage import StagedFile
@@ -49,12 +49,18 @@ EMBEDDED_FILE = "catalog.duckdb"
 @dataclass(frozen=True)
 class Names:
     """A source's names in a catalog: its database and its three tables (default: the table folder's name,
-    `<name>_raw` and `<name>_rejects`)."""
+    `<name>_raw` and `<name>_rejects`); the raw table may live in a database of its own (`raw_db`, as
+    the Glue jobs of athena-glue-service-logs have it)."""
 
     database: str
     table: str
     raw: str = ""
     rejects: str = ""
+    raw_db: str = ""
+
+    @property
+    def raw_database(self) -> str:
+        return self.raw_db or self.database
 
     @property
     def raw_table(self) -> str:
@@ -76,8 +82,21 @@ class SyncResult:
     partitioned layout): reported, never silently dropped."""
 
 
-def open_catalog(kind: str, target_url: str, *, region: str | None = None, endpoint_url: str | None = None) -> Catalog:
-    """The catalog `kind` ("duckdb": the file beside the tables under `target_url`; "glue")."""
+def open_catalog(
+    kind: str,
+    target_url: str,
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    store: Store | None = None,
+) -> Catalog:
+    """The catalog `kind` ("duckdb": the file beside the tables under `target_url`, or for an s3:// lake the
+    script `catalog.sql` in it, written through `store` (default: one opened at `endpoint_url`); "glue")."""
+    if kind == "duckdb" and "://" in target_url:
+        from servicelogs.catalogs.script import ScriptCatalog
+        from servicelogs.s3 import S3Store
+
+        return ScriptCatalog(store or S3Store.from_url(target_url, endpoint_url))
     if kind == "duckdb":
         from servicelogs.catalogs.embedded import EmbeddedCatalog
 
@@ -110,7 +129,8 @@ def converted_partition(fmt: LogFormat, table_location: str, visible_key: str) -
 
 
 def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
-    """The raw table's partition of source object `key` (its folder), or why it has none."""
+    """The raw table's partition of source object `key` (its folder), or why it has none. Sources name
+    their objects by full location (a path, an s3:// URL); a relative key lies under the raw table's."""
     from servicelogs.render.hive import raw_partition_keys, raw_partition_template
 
     template = raw_partition_template(fmt)
@@ -156,7 +176,8 @@ def _absolute(location: str) -> str:
 
 def read_header(fmt: LogFormat, source: Source, obj: SourceObject) -> tuple[tuple[str, ...] | None, int]:
     """The token order an object's own header names (None: no header, the default order) and the number
-    of lines before its first data line."""
+    of lines before its first data line. `obj` as the ledger recorded it: a rewritten object fails
+    (SourceError) rather than lend the raw table another version's header."""
     from servicelogs.sources import decompressed
 
     g = fmt.grammar
@@ -201,6 +222,8 @@ def sync(
     converted = Table(CONVERTED, fmt, names.table, f"{target}/{folder}", projection=projection)
     rejects = Table(REJECTS, fmt, names.rejects_table, f"{target}/{folder}_rejects")
     catalog.create_database(names.database)
+    if names.raw_database != names.database and source is not None:
+        catalog.create_database(names.raw_database)
     mark = catalog.mark(names.database, names.table)
     commits = sorted(_commits_after(store, f"_servicelogs/{folder}", mark), key=lambda c: c.get("seq", 0))
     result.mark = max([mark, *(c.get("seq", 0) for c in commits)])
@@ -216,20 +239,25 @@ def sync(
         root = _absolute(str(source))
         header = None
         if isinstance(fmt.grammar, HeaderDelimited) and new_sources and not isinstance(source, str):
-            headers = {obj.key: read_header(fmt, source, obj)[0] for obj in new_sources}
-            first = min(headers)
-            header = headers[first]
+            headers = {}
+            for obj in new_sources:
+                try:
+                    headers[obj.key] = read_header(fmt, source, obj)[0]
+                except SourceError as e:  # rewritten or gone since it was converted
+                    result.problems.append(f"{obj.key}: its header cannot be read: {e}")
+            first = min(headers, default="")
+            header = headers.get(first)
             result.problems += [
                 f"{key}: its header differs from the raw table's (that of {first}); the raw table misreads it"
                 for key, h in sorted(headers.items())
                 if h != header
             ]
-        if header is not None or not catalog.table_exists(names.database, names.raw_table) or new_sources:
+        if header is not None or not catalog.table_exists(names.raw_database, names.raw_table) or new_sources:
             raw = Table(RAW, fmt, names.raw_table, root, header=header, projection=projection)
 
-    for table in (converted, rejects, raw):
-        if table is not None and catalog.create_table(names.database, table):
-            result.tables_changed.append(table.name)
+    for database, table in ((names.database, converted), (names.database, rejects), (names.raw_database, raw)):
+        if table is not None and catalog.create_table(database, table):
+            result.tables_changed.append(f"{database}.{table.name}")
 
     if not projection:
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}
@@ -237,7 +265,7 @@ def sync(
         if raw is not None and new_sources:
             raw_parts, problems = raw_partitions(fmt, raw, [obj.key for obj in new_sources])
             result.problems += problems
-            result.partitions_added += catalog.add_partitions(names.database, names.raw_table, raw_parts)
+            result.partitions_added += catalog.add_partitions(names.raw_database, names.raw_table, raw_parts)
     if result.mark > mark:
         from servicelogs import crash
 
@@ -262,13 +290,15 @@ def registrar(
     table: str | None = None,
     raw: str = "",
     rejects: str = "",
+    raw_database: str = "",
     projection: bool = False,
     region: str | None = None,
     endpoint_url: str | None = None,
 ) -> Callable[[Store, str, RunSummary], None]:
-    """The hook a run calls after its commits (`engines.local.run(register=…)`): sync the catalog and put
+    """The hook a run calls after its commits (`servicelogs.run.run(register=…)`): sync the catalog and put
     the outcome in the summary. A catalog that fails (a `duckdb` shell holding the file) fails no data:
-    the summary says so and the next run catches the catalog up."""
+    the summary says so and the next run catches the catalog up. `raw_database`: the raw table's own
+    database (default: `database`)."""
 
     def register(store: Store, folder: str, summary: RunSummary) -> None:
         from servicelogs import crash
@@ -276,11 +306,11 @@ def registrar(
         crash.point("register in the catalog")
         kind = catalog if isinstance(catalog, str) else type(catalog).__name__
         opened = (
-            open_catalog(catalog, store.url, region=region, endpoint_url=endpoint_url)
+            open_catalog(catalog, store.url, region=region, endpoint_url=endpoint_url, store=store)
             if isinstance(catalog, str)
             else catalog
         )
-        names = Names(database or opened.default_database, table or folder, raw, rejects)
+        names = Names(database or opened.default_database, table or folder, raw, rejects, raw_database)
         summary.catalog = {"kind": kind, "database": names.database, "table": names.table}
         try:
             result = sync(opened, fmt, names, store, source, folder=folder, projection=projection)

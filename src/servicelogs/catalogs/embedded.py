@@ -37,6 +37,15 @@ STORAGE_VERSION = "v1.5.0"  # the duckdb-cli 1.5.x format; the Python package ma
 META = "servicelogs_catalog"
 
 
+def select(table: Table, location: str | None) -> str:
+    """The query of `table`'s view over the files at `location` (None: a typed view without rows)."""
+    if table.kind == CONVERTED:
+        return sql.converted_select(table.fmt, location)
+    if table.kind == RAW:
+        return sql.raw_select(table.fmt, location, table.header)
+    return sql.rejects_select(location)
+
+
 class EmbeddedCatalog(Catalog):
     default_database = "main"
 
@@ -69,6 +78,8 @@ class EmbeddedCatalog(Catalog):
                     raise CatalogLockedError("open", self.path, f"held by another process ({e})") from e
                 raise CatalogError("open", self.path, str(e)) from e
             self._con.execute("SET TimeZone = 'UTC'")
+            # A view over s3:// must not make DuckDB download httpfs (nothing here downloads).
+            self._con.execute("SET autoinstall_known_extensions = false")
             self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {META}")
             self._con.execute(
                 f"CREATE TABLE IF NOT EXISTS {META}.tables (database VARCHAR, name VARCHAR, kind VARCHAR, "
@@ -115,15 +126,15 @@ class EmbeddedCatalog(Catalog):
         qualified = f"{sql.ident(database)}.{sql.ident(table.name)}"
         if not self._database_exists(database):
             raise NoSuchDatabaseError("create table", qualified, f"no database {database!r}")
-        body = self._select(table, table.location)
+        body = select(table, table.location)
         with self._errors("create table", qualified):
             try:
-                self.con.execute(f"CREATE OR REPLACE VIEW {qualified} AS {body}")
+                self.con.execute(sql.create_view(database, table.name, body))
             except duckdb.IOException as e:  # no file yet: a typed view without rows until there is one
                 if "No files found" not in str(e):
                     raise
-                body = self._select(table, None)
-                self.con.execute(f"CREATE OR REPLACE VIEW {qualified} AS {body}")
+                body = select(table, None)
+                self.con.execute(sql.create_view(database, table.name, body))
             before = self.con.execute(
                 f"SELECT body FROM {META}.tables WHERE database = ? AND name = ?", [database, table.name]
             ).fetchall()
@@ -131,14 +142,6 @@ class EmbeddedCatalog(Catalog):
                 f"INSERT OR REPLACE INTO {META}.tables VALUES (?, ?, ?, ?)", [database, table.name, table.kind, body]
             )
         return not before or before[0][0] != body
-
-    @staticmethod
-    def _select(table: Table, location: str | None) -> str:
-        if table.kind == CONVERTED:
-            return sql.converted_select(table.fmt, location)
-        if table.kind == RAW:
-            return sql.raw_select(table.fmt, location, table.header)
-        return sql.rejects_select(location)
 
     def table_exists(self, database: str, table: str) -> bool:
         with self._errors("look up", f"{database}.{table}"):

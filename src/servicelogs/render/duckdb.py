@@ -38,7 +38,8 @@ _SCALARS: dict[Type, str] = {
     TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
     JSON: "VARCHAR",
 }
-LINE_DELIMITER = "\x00"  # read_csv's delimiter for whole lines: a byte no text log line holds
+LINE_DELIMITER = "chr(0)"  # read_csv's delimiter for whole lines: a byte no text log line holds, written as
+# a call, not a literal: the duckdb command line reads a script (`.read`) as C strings, which end at a NUL
 
 
 def duckdb_type(t: Type) -> str:
@@ -55,6 +56,10 @@ def ident(name: str) -> str:
 
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def create_view(database: str, name: str, body: str) -> str:
+    return f"CREATE OR REPLACE VIEW {ident(database)}.{ident(name)} AS {body}"
 
 
 def empty_select(columns: list[tuple[str, str]]) -> str:
@@ -126,7 +131,7 @@ def _files(fmt: LogFormat, root: str) -> tuple[str, str]:
 
 def _lines(glob: str) -> str:
     return (
-        f"read_csv({glob}, columns = {{'line': 'VARCHAR'}}, delim = {literal(LINE_DELIMITER)}, quote = '', "
+        f"read_csv({glob}, columns = {{'line': 'VARCHAR'}}, delim = {LINE_DELIMITER}, quote = '', "
         "escape = '', header = false, auto_detect = false, filename = true, strict_mode = false)"
     )
 
