@@ -65,13 +65,8 @@ def test_the_graph_is_read_from_the_sources() -> None:
     assert "servicelogs.ledger" in graph["servicelogs.run"]
 
 
-# The catalogs work (issue 13) is in flight in another branch: catalogs.embedded reads a constant of its package
-# (a deferred import). Its own fix removes this entry; nothing else may join it.
-IN_FLIGHT = [["servicelogs.catalogs", "servicelogs.catalogs.embedded", "servicelogs.catalogs"]]
-
-
 def test_no_import_cycle_among_servicelogs_modules() -> None:
-    assert cycles(import_graph()) == IN_FLIGHT
+    assert cycles(import_graph()) == []
 
 
 @pytest.mark.parametrize("engine_free", ["servicelogs.run", "servicelogs.ledger", "servicelogs.layout"])

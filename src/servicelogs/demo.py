@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from servicelogs import formats
-from servicelogs.catalogs import EMBEDDED_FILE
+from servicelogs.catalogs.embedded import EMBEDDED_FILE
 from servicelogs.errors import UsageError
 from servicelogs.synth import write_corpus
 

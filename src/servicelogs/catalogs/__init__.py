@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["Catalog", "CatalogError", "Names", "SyncResult", "open_catalog", "sync"]
 
 CATALOG_KINDS = ("duckdb", "glue", "none")
-EMBEDDED_FILE = "catalog.duckdb"
-"""The embedded catalog's file, beside the tables under the target: it travels with the lake."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ from servicelogs.catalogs.base import (
 from servicelogs.errors import UsageError
 from servicelogs.render import duckdb as sql
 
+EMBEDDED_FILE = "catalog.duckdb"
+"""The embedded catalog's file, beside the tables under the target: it travels with the lake."""
+
 STORAGE_VERSION = "v1.5.0"  # the duckdb-cli 1.5.x format; the Python package may be newer
 META = "servicelogs_catalog"
 
@@ -60,8 +63,6 @@ class EmbeddedCatalog(Catalog):
                 f"the embedded catalog lives in a local file beside the tables; {target_url} is not local "
                 "(choose --catalog glue or none)"
             )
-        from servicelogs.catalogs import EMBEDDED_FILE
-
         return cls(os.path.join(target_url, EMBEDDED_FILE))
 
     # -- connection --------------------------------------------------------------------------------------
