@@ -43,6 +43,12 @@ BATCH_OBJECTS = 3  # several batches per format, so several tasks run at once
 
 @pytest.fixture(scope="module")
 def spark():
+    from pyspark import SparkContext
+
+    # A session left by another module (the engine contract's local[2]) would be reused, and it never
+    # retries a failed task: this module's tests need MASTER's retry.
+    if SparkContext._active_spark_context is not None:  # type: ignore[attr-defined]  # pyspark's own handle
+        SparkContext._active_spark_context.stop()  # type: ignore[attr-defined]
     session = spark_engine.session(MASTER)
     yield session
     session.stop()

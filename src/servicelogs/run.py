@@ -157,7 +157,9 @@ def run(
     check_locations(source, store)
     claim_table(store, layout, fmt.name)
     ledger = Ledger(store, layout.state)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    # Run ids sort by their start (status lists the newest first): to the microsecond, so two runs started in
+    # one second keep their order; the random tail keeps concurrent runs apart.
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ-") + secrets.token_hex(3)
     summary = RunSummary(run_id, fmt.name, str(source), store.url, since=_iso(since), until=_iso(until))
     summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
     tuning = (batch_bytes, batch_objects)
