@@ -327,9 +327,8 @@ def test_a_worker_killed_mid_batch_fails_its_batch_and_the_next_run_redoes_it(tm
     os.kill(workers[0], signal.SIGKILL)
     first = finish(proc, out, timeout=60)  # ends by itself, within the bound
     assert first.code == 1, first.output
-    # The JSON summary starts on a line of its own; stderr may hold other lines (the pool's own warnings).
-    start = first.output.index("{\n") if first.output.startswith("{\n") else first.output.index("\n{\n") + 1
-    summary = json.loads(first.output[start : first.output.rindex("}") + 1])
+    assert "Traceback" not in first.output, first.output
+    summary = json.loads(first.output[first.output.index("{") :])
     assert summary["ok"] is False and summary["batches_failed"], summary
     assert all("a worker process died" in p["reason"] for p in summary["batches_failed"])
     runs = lake / "_servicelogs" / "alb" / "runs"

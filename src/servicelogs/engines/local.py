@@ -51,7 +51,13 @@ def execute(
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
     clean = False
     try:
-        futures: dict[Future[StagedBatch], BatchTask] = {pool.submit(stage_batch, t): t for t in tasks}
+        futures: dict[Future[StagedBatch], BatchTask] = {}
+        for i, task in enumerate(tasks):
+            try:
+                futures[pool.submit(stage_batch, task)] = task
+            except BrokenProcessPool:  # a worker died while the batches were being handed out
+                summary.batches_failed += [_lost(t) for t in tasks[i:]]
+                break
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
