@@ -114,15 +114,28 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
                 bad.setdefault(int(i), f"field {f.name!r} is missing")
     if f.type == STRING:
         return values
+    out, misfits = cast_checked(values, f)
+    for row, what in misfits.items():
+        bad.setdefault(row, f"field {f.name!r}: {str(values[row].as_py())!r} is {what}")
+    return out
+
+
+def cast_checked(values: pa.Array, f: Field) -> tuple[pa.Array, dict[int, str]]:
+    """The one typing rule of each neutral type, for every grammar: texts (or values the CSV reader typed
+    already) → `f`'s type by Arrow's cast (integers and numbers as C++ parses them, ISO 8601 timestamps with
+    a zone, converted to UTC; `f.time_format` for other times), kept to what Parquet readers hold. Returns
+    the typed values (null where a value misfits) and, per misfit, what it is ("not an integer").
+
+    Python looks at single values only when the bulk cast refused one, and then only at those a pattern
+    lets through."""
+    misfits: dict[int, str] = {}
     target = arrow_type(f.type)
     if not pa.types.is_string(values.type):  # the tokenizer typed it already (see tokenizer_type)
-        return _convert_in_range(values, f, target, bad)
+        return _convert_in_range(values, f, target, misfits), misfits
     try:
-        return _convert_in_range(values, f, target, bad)
+        return _convert_in_range(values, f, target, misfits), misfits
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    # Some value is not of the type: find which (in bulk where a pattern can tell), reject those rows,
-    # convert the rest. Python looks at single values only for what the pattern let through.
+        misfits.clear()
     candidates = _looks_like(f, values)
     good: list[bool] = []
     for row, (v, plausible) in enumerate(zip(values.to_pylist(), candidates, strict=True)):
@@ -135,10 +148,10 @@ def typed_field(f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
                 pass
         if not ok and v is not None:
             what = OUT_OF_RANGE.get(f.type) if plausible and f.type in _SHAPES else None
-            bad.setdefault(row, f"field {f.name!r}: {v!r} is {what or 'not ' + TYPE_WORDS.get(f.type, f.type.name)}")
+            misfits[row] = what or f"not {TYPE_WORDS.get(f.type, f.type.name)}"
         good.append(ok)
     cleaned = pc.if_else(pa.array(good), values, pa.scalar(None, pa.string()))
-    return _convert_in_range(cleaned, f, target, bad)
+    return _convert_in_range(cleaned, f, target, misfits), misfits
 
 
 # What Parquet readers and Python hold: Spark, Hive and Python's datetime stop at the years 1–9999 (Arrow and
@@ -157,13 +170,13 @@ OUT_OF_RANGE = {
 }
 
 
-def _convert_in_range(values: pa.Array, f: Field, target: pa.DataType, bad: dict[int, str]) -> pa.Array:
-    """`_convert`, and the values outside what the readers hold rejected (not an error: one bulk check)."""
+def _convert_in_range(values: pa.Array, f: Field, target: pa.DataType, misfits: dict[int, str]) -> pa.Array:
+    """`_convert`, and the values outside what the readers hold made misfits (not an error: one bulk check)."""
     if f.type == TIMESTAMP and f.time_format == EPOCH_SECONDS:
         numbers = pc.cast(values, pa.int64())
         low, high = _EPOCH_RANGE
         ok = pc.and_(pc.greater_equal(numbers, low), pc.less_equal(numbers, high))
-        return _epoch(_outside_rejected(numbers, ok, f, values, bad))
+        return _epoch(_outside_range(numbers, ok, f, misfits))
     out = values if values.type == target else _convert(values, f, target)
     if f.type == TIMESTAMP:
         ok = pc.and_(
@@ -173,15 +186,15 @@ def _convert_in_range(values: pa.Array, f: Field, target: pa.DataType, bad: dict
         ok = pc.is_finite(out)
     else:
         return out
-    return _outside_rejected(out, ok, f, values, bad)
+    return _outside_range(out, ok, f, misfits)
 
 
-def _outside_rejected(out: pa.Array, ok: pa.Array, f: Field, values: pa.Array, bad: dict[int, str]) -> pa.Array:
+def _outside_range(out: pa.Array, ok: pa.Array, f: Field, misfits: dict[int, str]) -> pa.Array:
     ok = pc.fill_null(ok, True)
     if pc.all(ok).as_py():
         return out
     for i in np.flatnonzero(~ok.to_numpy(zero_copy_only=False)):
-        bad.setdefault(int(i), f"field {f.name!r}: {str(values[int(i)].as_py())!r} is {OUT_OF_RANGE[f.type]}")
+        misfits.setdefault(int(i), OUT_OF_RANGE[f.type])
     return pc.if_else(ok, out, pa.scalar(None, out.type))
 
 
