@@ -205,9 +205,11 @@ def _epoch(numbers: pa.Array) -> pa.Array:
     return micros.cast(pa.timestamp("us", tz="UTC"))
 
 
+# What Arrow's casts accept (an integer takes no "+"; a number may), so a value of the shape that still fails
+# its cast is out of range.
 _SHAPES = {
-    INT: r"^[+-]?[0-9]+$",
-    BIGINT: r"^[+-]?[0-9]+$",
+    INT: r"^-?[0-9]+$",
+    BIGINT: r"^-?[0-9]+$",
     DOUBLE: r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$",
     TIMESTAMP: r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$",
 }

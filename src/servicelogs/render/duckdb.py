@@ -186,9 +186,16 @@ def raw_select(fmt: LogFormat, root: str | None, header: tuple[str, ...] | None 
         return (
             f"SELECT {', '.join(cols)}, source_key FROM (SELECT unnest({ident(g.records_key)}) AS r, "
             f"{_source_key(root)} FROM read_json({glob}, columns = {{{literal(g.records_key)}: 'JSON[]'}}, "
-            f"filename = true, format = 'auto') WHERE {keep})"
+            f"filename = true, format = 'auto', records = true, maximum_object_size = {MAX_JSON_OBJECT_BYTES}) "
+            f"WHERE {keep})"
         )
     raise TypeError(f"no raw view for grammar {type(g).__name__}")
+
+
+MAX_JSON_OBJECT_BYTES = 1 << 30
+"""A record file is one JSON value (`{"Records": [...]}`): DuckDB's default limit of 16 MB would refuse an
+object AWS writes. Saying `records = true` spares DuckDB detecting it, which it does by parsing sample files
+(seconds per 100 MB of source, on every CREATE VIEW)."""
 
 
 def raw_columns(fmt: LogFormat, header: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
