@@ -250,8 +250,7 @@ def raw_table(
         for k in raw_partition_keys(fmt)
     )
     columns = raw_columns(fmt, header) if isinstance(g, HeaderDelimited) else raw_columns(fmt)
-    storage = _raw_storage(fmt, skip_lines)
-    return TableDef(name, "raw", columns, keys, location, *storage, raw_partition_template(fmt))
+    return TableDef(name, "raw", columns, keys, location, *_raw_storage(fmt, skip_lines), raw_partition_template(fmt))
 
 
 def _raw_storage(fmt: LogFormat, skip_lines: int | None) -> tuple[str, str, str, dict[str, str], dict[str, str]]:
@@ -263,122 +262,13 @@ def _raw_storage(fmt: LogFormat, skip_lines: int | None) -> tuple[str, str, str,
     if isinstance(g, HeaderDelimited):
         skip = skip_lines if skip_lines is not None else header_lines(g)
         delimiter = {"field.delim": g.delimiter, "serialization.format": g.delimiter}
-        return (
-            TEXT_INPUT,
-            TEXT_OUTPUT,
-            LAZY_SIMPLE_SERDE,
-            delimiter,
-            {"classification": "text", "skip.header.line.count": str(skip)},
-        )
+        parameters = {"classification": "text", "skip.header.line.count": str(skip)}
+        return TEXT_INPUT, TEXT_OUTPUT, LAZY_SIMPLE_SERDE, delimiter, parameters
     if isinstance(g, JsonRecords):
         if g.hive_storage is None:
             raise TypeError(f"{fmt.name}: its JSON records grammar names no Hive storage for a raw table")
         s = g.hive_storage
         return s.input_format, s.output_format, s.serde, dict(s.serde_parameters), {"classification": "json"}
-    raise TypeError(f"no raw table for grammar {type(g).__name__}")
-
-
-def token_column(name: str) -> str:
-    """The column of a token that is no field of its own (part of a join): its name as an identifier."""
-    return re.sub(r"\W", "_", name).lower()
-
-
-def _regex_literal(delimiter: str) -> str:
-    """The delimiter in a regex, readable (a space stays a space, a tab is \\t)."""
-    return {" ": " ", "\t": "\\t"}.get(delimiter, re.escape(delimiter))
-
-
-def _token_regex(t: Token, delimiter: str) -> str:
-    """One capturing group per field of the token."""
-    d = _regex_literal(delimiter)
-    word = f"[^{d}]*"
-    if t.split is Split.HOST_PORT:
-        return f"(-|{word}?):?([0-9]*)"  # lazy: the port is the digits after the last colon
-    if t.split is Split.HTTP_REQUEST:
-        return f'"({word}) ([^"]*?) ([^{d}"]*){d}?"'
-    if t.quoted:
-        return '"([^"]*)"'
-    return "(" + d.join([word] * t.pieces) + ")"
-
-
-APPENDED_FIELDS = "(?: .*)?"
-"""The end of a line regex: fields AWS appends after the last declared one (with the grammar's delimiter)."""
-
-
-def line_regex(g: Delimited) -> str:
-    """The whole-line regex of the raw table: one group per field (Java and RE2 alike), each later
-    generation's tokens optional, trailing fields AWS appends later ignored."""
-    d = _regex_literal(g.delimiter)
-    out = ""
-    for gen in reversed(g.generations):
-        tokens = [_token_regex(t, g.delimiter) for t in g.tokens if t.since == gen.name]
-        joined = d.join(tokens) + out
-        out = joined if gen is g.generations[0] else f"(?:{d}{joined})?"
-    return out + APPENDED_FIELDS.replace(" ", d)
-
-
-def header_lines(g: HeaderDelimited) -> int:
-    """Lines before the data of an object written in one layout: the header, and a comment line before it
-    when the grammar has comments (the `#Version` line)."""
-    return 2 if g.comment else 1
-
-
-def raw_table(
-    fmt: LogFormat, name: str, location: str, header: tuple[str, ...] | None = None, skip_lines: int | None = None
-) -> TableDef:
-    g = fmt.grammar
-    keys = tuple(
-        Column(k, "string", PARTITION_FIELDS[k].doc if k in PARTITION_FIELDS else "From the object key.")
-        for k in raw_partition_keys(fmt)
-    )
-    template = raw_partition_template(fmt)
-    base = {"classification": "text"}
-    if isinstance(g, Delimited):
-        return TableDef(
-            name,
-            "raw",
-            raw_columns(fmt),
-            keys,
-            location,
-            TEXT_INPUT,
-            TEXT_OUTPUT,
-            REGEX_SERDE,
-            {"input.regex": line_regex(g)},
-            base,
-            template,
-        )
-    if isinstance(g, HeaderDelimited):
-        skip = skip_lines if skip_lines is not None else header_lines(g)
-        return TableDef(
-            name,
-            "raw",
-            raw_columns(fmt, header),
-            keys,
-            location,
-            TEXT_INPUT,
-            TEXT_OUTPUT,
-            LAZY_SIMPLE_SERDE,
-            {"field.delim": g.delimiter, "serialization.format": g.delimiter},
-            {**base, "skip.header.line.count": str(skip)},
-            template,
-        )
-    if isinstance(g, JsonRecords):
-        if g.hive_storage is None:
-            raise TypeError(f"{fmt.name}: its JSON records grammar names no Hive storage for a raw table")
-        s = g.hive_storage
-        return TableDef(
-            name,
-            "raw",
-            raw_columns(fmt),
-            keys,
-            location,
-            s.input_format,
-            s.output_format,
-            s.serde,
-            dict(s.serde_parameters),
-            {"classification": "json"},
-            template,
-        )
     raise TypeError(f"no raw table for grammar {type(g).__name__}")
 
 
