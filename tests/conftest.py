@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+from exactly_once_support import Lake
+from s3_support import ENV, MotoServer, moto_server
 
 import servicelogs
+from servicelogs.storage import LocalStore, Store
 from servicelogs.summary import RunSummary
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -96,3 +100,59 @@ def convert(tmp_path: Path):
         return Converted(summary, read_table(target, fmt, partitions), read_rejects(target, fmt), target, source)
 
     return run
+
+
+# -- stores: every proof of the Store contract and of exactly-once runs on a local disk and on S3 ------------
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """One moto server (and its fault proxy) for the session; each test takes fresh buckets."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto")
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' AWS settings (fake credentials, quick retries, a 1 s lease), for this test only."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def s3_store(moto: MotoServer, aws_env: None) -> Store:
+    """The prefix `lake` of a fresh bucket on the session's moto server, reached through the fault proxy
+    (cleared for the test)."""
+    from servicelogs.s3 import S3Store
+
+    moto.proxy.clear()
+    return S3Store(moto.new_bucket(), "lake", endpoint_url=moto.url)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A target: a local folder, or `s3_store`. `@pytest.mark.parametrize("store", ["local"],
+    indirect=True)` takes one of them."""
+    if request.param == "local":
+        return LocalStore(tmp_path / "target")
+    return request.getfixturevalue("s3_store")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def lakes(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Lake]:
+    """lakes(count, s3=...) -> a Lake: `count` objects (on S3 `s3` of them, if given: a smaller input for
+    the slower store) in a fresh source beside `store`, the target."""
+    server = None if isinstance(store, LocalStore) else request.getfixturevalue("moto")
+
+    def make(count: int = 8, *, s3: int | None = None) -> Lake:
+        return Lake.make(store, tmp_path, server, count if server is None or s3 is None else s3)
+
+    return make
+
+
+@pytest.fixture
+def lake(lakes: Callable[..., Lake]) -> Lake:
+    """Eight objects over two regions and four days, a third of them with a reject, and their target."""
+    return lakes(8)

@@ -1,4 +1,5 @@
-"""Helpers of the exactly-once proofs: a small source, the oracle, the CLI in a killable process.
+"""Helpers of the exactly-once proofs: a small source, the oracle, the CLI in a killable process, and a
+`Lake` (a source and a target on one kind of store) through which each proof is written once for every store.
 
 The oracle compares the multiset of (source key, line number) of the input with the rows + rejects in
 the output, read the way a user reads them (DuckDB globbing the table folders): duplicates, missing and
@@ -7,17 +8,28 @@ unexpected lines must all be zero.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
+from s3_support import ENV, MotoServer, download
+
+import servicelogs
+from servicelogs.ledger import Fence, Ledger
+from servicelogs.locations import open_source
+from servicelogs.sources import Source
+from servicelogs.storage import LocalStore, Store
+from servicelogs.summary import RunSummary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exactly_once" / "crowdsecurity-hub-aws-alb-logs.log"
 ACCOUNT = "123456789012"
@@ -112,7 +124,9 @@ def oracle(expected: Counter[tuple[str, int]], target: Path, table: str = "alb",
 
 def visible_junk(target: Path) -> list[str]:
     """Files a reader of the table folders could trip on: anything but committed part files."""
-    junk = []
+    junk: list[str] = []
+    if not target.exists():  # a run killed before it made any
+        return junk
     for table in (p for p in target.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for path in table.rglob("*"):
             if path.is_file() and not (path.name.startswith("part-") and path.suffix == ".parquet"):
@@ -211,3 +225,232 @@ def point_numbers(log: Path, *words: str) -> list[int]:
         if all(w in name for w in words):
             numbers.append(int(n))
     return numbers
+
+
+def cli_args(source: Path | str, target: Path | str, *extra: str) -> list[str]:
+    """`servicelogs convert` as the proofs run it: one worker, batches of two objects."""
+    return ["convert", "alb", str(source), str(target), "--workers", "1", "--batch-objects", "2", *extra]
+
+
+def store_kind(store: Store) -> str:
+    return "local" if isinstance(store, LocalStore) else "s3"
+
+
+def clear_exit(done: Finished, allowed: tuple[int, ...] = (0, 3)) -> None:
+    """A run ended with an allowed status, saying why in one line: never a traceback or a damaged ledger;
+    exit 2 only when it was fenced (taken for dead by another run, which may then redo its work)."""
+    assert done.code in allowed, done.output
+    assert "Traceback" not in done.output and "damaged" not in done.output, done.output
+    if done.code == 2:
+        assert " was fenced by run " in done.output, done.output
+
+
+# -- one proof, every store -------------------------------------------------------------------------------
+
+STATE = "_servicelogs/alb"  # the table's ledger and staging, under the target
+SRC_PREFIX = "logs with space/a+b=c/ünïcode"  # an S3 source's prefix: the keys must survive URL quoting
+_numbers = itertools.count()
+SIDE_EFFECTS = {  # what each store's runs do, by the first word of their crash points
+    "local": {"write", "link", "rename", "publish", "create", "close", "fsync", "delete"},
+    "s3": {
+        "PUT",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "COPY",
+        "DELETE",
+        "create",
+        "close",
+    },
+}
+
+
+@dataclass
+class Lake:
+    """Source objects and a target table on one kind of store, with what the proofs do to them and the
+    checks they end with: the same calls on a local disk and on S3 (moto over HTTP, behind the fault proxy).
+
+    Where the stores differ, it says so here, once: how a run's liveness is judged (`leases`), which
+    side effects a run has (for crash and pause points), and what a run may leave behind (temporary
+    files locally, multipart uploads on S3)."""
+
+    store: Store  # the target
+    source: str  # a folder, or s3://bucket/prefix
+    objects: dict[str, bytes]
+    tmp: Path
+    s3: MotoServer | None = None
+
+    @classmethod
+    def make(cls, store: Store, tmp: Path, s3: MotoServer | None, count: int = 8) -> Lake:
+        """`count` objects of `source_objects` in a fresh source beside the target."""
+        objects = source_objects(count)
+        if s3 is None:
+            source = str(tmp / f"src{next(_numbers)}")
+        else:
+            source = f"s3://{store.bucket}/{SRC_PREFIX}{next(_numbers)}"  # type: ignore[attr-defined]
+        lake = cls(store, source, objects, tmp, s3)
+        lake.put(objects)
+        return lake
+
+    def __repr__(self) -> str:
+        return f"Lake({self.kind}: {self.source} -> {self.target}, {len(self.objects)} objects)"
+
+    @property
+    def kind(self) -> str:
+        return store_kind(self.store)
+
+    @property
+    def leases(self) -> bool:
+        """A run's liveness is a lease on a clock (S3), which a pause or another host's clock can let lapse
+        while it lives; locally it is an flock, held by a live process whatever the clocks, dropped by the
+        kernel at once when the process dies."""
+        return self.s3 is not None
+
+    @property
+    def target(self) -> str:
+        return self.store.url
+
+    def fresh(self) -> Lake:
+        """The same source, an empty target (a fresh folder, or a fresh bucket)."""
+        if self.s3 is None:
+            store: Store = LocalStore(self.tmp / f"target{next(_numbers)}")
+        else:
+            from servicelogs.s3 import S3Store
+
+            store = S3Store(self.s3.new_bucket(), "lake", endpoint_url=self.s3.url)
+        return Lake(store, self.source, self.objects, self.tmp, self.s3)
+
+    def put(self, objects: dict[str, bytes]) -> None:
+        """Write (or overwrite) objects in the source."""
+        if self.s3 is None:
+            write_local(Path(self.source), objects)
+            return
+        bucket, prefix = self.source.removeprefix("s3://").split("/", 1)
+        for key, data in objects.items():
+            self.s3.client.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
+
+    def key(self, key: str) -> str:
+        """The `source_key` of an object put under `key`: its full location."""
+        return f"{full_location(self.root)}/{key}"
+
+    @property
+    def root(self) -> Path | str:
+        return Path(self.source) if self.s3 is None else self.source
+
+    @property
+    def endpoint(self) -> list[str]:
+        return [] if self.s3 is None else ["--endpoint-url", self.s3.url]
+
+    def args(self, *extra: str, source: str = "") -> list[str]:
+        """`servicelogs convert` of the source (or a part of it) into the target, as the proofs run it."""
+        return cli_args(source or self.source, self.target, *self.endpoint, *extra)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**(ENV if self.s3 else {}), **extra}
+
+    def convert(self, source: str = "", **kw: Any) -> RunSummary:
+        kw.setdefault("workers", 1)
+        kw.setdefault("batch_objects", 2)
+        if self.s3:
+            kw["endpoint_url"] = self.s3.url
+        return servicelogs.convert("alb", source or self.source, self.target, **kw)
+
+    def open_source(self) -> Source:
+        return open_source(self.source, self.s3.url if self.s3 else None)
+
+    def lease_lapse(self) -> None:
+        """Wait until a killed or paused run counts as dead: its lease lapses (1 s, SERVICELOGS_LEASE_SECONDS
+        in ENV); a local run that died has let go of its flock already."""
+        if self.leases:
+            time.sleep(1.1)
+
+    # What the runs did, read back.
+
+    def tables(self) -> Path:
+        """The table folders as a reader sees them: the target itself, or a downloaded copy of it."""
+        if self.s3 is None:
+            return self.store.root  # type: ignore[attr-defined,no-any-return]
+        dest = self.tmp / f"download{next(_numbers)}"
+        dest.mkdir()
+        bucket, prefix = self.target.removeprefix("s3://").split("/", 1)
+        for table in ("alb", "alb_rejects"):
+            download(self.s3.client, bucket, f"{prefix}/{table}/", dest / table)
+        return dest
+
+    def verdict(self, objects: dict[str, bytes] | None = None) -> Verdict:
+        return oracle(expected_lines(self.objects if objects is None else objects), self.tables(), root=self.root)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.store, STATE)
+
+    def fences(self) -> list[Fence]:
+        ledger = self.ledger()
+        return [r for r in map(ledger.read, range(1, ledger.load().head + 1)) if isinstance(r, Fence)]
+
+    def keys(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.store.list(prefix)]
+
+    def litter(self) -> list[str]:
+        """What a run may leave behind that no listing of the store shows: dot-named temporary files of a
+        local writer, unfinished multipart uploads on S3."""
+        if self.s3 is None:
+            return [str(p) for p in (self.store.root / STATE).rglob(".*")]  # type: ignore[attr-defined]
+        bucket = self.store.bucket  # type: ignore[attr-defined]
+        return [u["Key"] for u in self.s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+    def check(self, objects: dict[str, bytes] | None = None, *, finished: bool = True) -> None:
+        """The oracle on what a reader sees (while runs are unfinished: nothing twice, nothing foreign); only
+        committed part files in the table folders; when finished, nothing staged, pending or left behind,
+        and each source committed once."""
+        objects = self.objects if objects is None else objects
+        tables = self.tables()
+        verdict = oracle(expected_lines(objects), tables, root=self.root)
+        if finished:
+            assert verdict.ok, str(verdict)
+        else:
+            assert not verdict.duplicates and not verdict.unexpected, str(verdict)
+        assert visible_junk(tables) == []
+        if finished:
+            assert self.keys(f"{STATE}/staging") == []
+            assert self.keys(f"{STATE}/ledger/intents") == []
+            assert self.litter() == [], "left behind"
+            committed = [o.key for c in self.ledger().commits() for o in c.sources]
+            assert sorted(committed) == sorted(self.key(k) for k in objects), "each source committed exactly once"
+
+    def assert_files_as_committed(self) -> None:
+        """Every committed file is in the table with the size and CRC-32 its commit records (and, on S3, the
+        ETag of the staged object it was copied from)."""
+        commits = list(self.ledger().commits())
+        assert commits
+        for commit in commits:
+            assert commit.files, "a commit names its files"
+            for f in commit.files:
+                data = self.store.get(f.visible)
+                assert data is not None, f.visible
+                assert (len(data), zlib.crc32(data)) == (f.size, f.crc32)
+                assert bool(f.etag) == (self.s3 is not None)
+
+    # Side effects by number (SERVICELOGS_CRASH_LOG), by what they do on this store.
+
+    def probe(self, **env: str) -> Path:
+        """A whole run on a fresh target, logging its side effects (the next fresh target's run has the same)."""
+        log = self.tmp / f"points{next(_numbers)}.log"
+        probe = self.fresh()
+        assert run_cli(probe.args(), probe.env(SERVICELOGS_CRASH_LOG=str(log), **env)).code == 0
+        return log
+
+    def commit_points(self, log: Path) -> list[int]:
+        """The conditional writes of commit records: a batch is staged and checked, not yet committed."""
+        write = "PUT If-None-Match" if self.s3 else "link"
+        return point_numbers(log, write, "/ledger/commits/")
+
+    def publish_points(self, log: Path) -> list[int]:
+        """The copies of staged files to their visible names: after their commit."""
+        return point_numbers(log, "COPY " if self.s3 else "publish ")
+
+    def staging_points(self, log: Path) -> list[int]:
+        """Points at which the first batch's files are staged, in part at least, and not yet checked: locally
+        the fsync of each (written in place), on S3 the last upload before the first commit."""
+        if self.s3:
+            return [self.commit_points(log)[0] - 1]
+        return point_numbers(log, "fsync ")[:2]

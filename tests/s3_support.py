@@ -10,17 +10,21 @@ logs the requests, so a test can see which objects were read.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import secrets
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 MOTO_SCRIPT = """
@@ -251,3 +255,45 @@ def keys(client, bucket: str, prefix: str = "") -> list[str]:  # type: ignore[no
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [item["Key"] for item in page.get("Contents", [])]
     return out
+
+
+@dataclass
+class MotoServer:
+    """A moto server and the fault proxy in front of it, with a client that talks to moto directly (the
+    tests' own requests go around the proxy: they are neither logged nor failed)."""
+
+    proxy: Proxy
+    client: Any  # boto3's S3 client
+
+    @property
+    def url(self) -> str:
+        """The endpoint the code under test is given: the proxy's."""
+        return self.proxy.url
+
+    def new_bucket(self, name: str = "lake") -> str:
+        bucket = f"{name}-{secrets.token_hex(4)}"
+        self.client.create_bucket(Bucket=bucket)
+        return bucket
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[MotoServer]:
+    """Start moto and the proxy (once a session: a test takes fresh buckets), stop them at the end. The
+    environment is the test's business (`ENV`, set per test), so nothing leaks into other tests."""
+    import boto3
+
+    moto, port = start_moto()
+    proxy, server = start_proxy(port)
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        yield MotoServer(proxy, client)
+    finally:
+        server.shutdown()
+        moto.kill()
+        moto.wait()

@@ -1,49 +1,12 @@
 """The Store contract (servicelogs.storage.Store), one suite run unchanged against the local store and S3
-(moto in server mode over HTTP): what the ledger and the run rely on, operation by operation."""
+(moto in server mode over HTTP; the `store` fixture of conftest.py): what the ledger and the run rely on,
+operation by operation."""
 
 from __future__ import annotations
 
-import os
 import zlib
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from servicelogs.storage import LocalStore, StagedFile, Store
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    from s3_support import ENV, start_moto
-
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    moto, port = start_moto()
-    yield f"http://127.0.0.1:{port}"
-    moto.kill()
-    moto.wait()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return LocalStore(tmp_path / "target")
-    import boto3
-
-    from servicelogs.s3 import S3Store
-
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = f"contract-{os.urandom(4).hex()}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    return S3Store(bucket, "lake", endpoint_url=endpoint)
+from servicelogs.storage import StagedFile, Store
 
 
 def test_put_get_exists_delete(store: Store) -> None:

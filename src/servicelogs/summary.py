@@ -23,22 +23,28 @@ _VALUE = re.compile(r"(field '[^']*'(?: member \S+)?: ).*?( is (?:not|outside) )
 _NUMBER = re.compile(r"\b\d+(?= (?:bytes|fields)\b)|(?<=at byte )\d+")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Counts:
-    """What converting adds up, declared once: an object's, a batch's, a run's (RunSummary has these fields)."""
+    """What converting adds up, declared once: an object's, a batch's, a run's (a RunSummary is a Counts).
+
+    Keyword-only, so that RunSummary, which adds its identity and its own counters, still takes run_id,
+    format, source and target first."""
 
     objects_converted: int = 0
     lines: int = 0
     rows: int = 0
     rejects: int = 0
     header_lines: int = 0
+    """Lines that declare an object's layout (CloudFront `#Fields`, a VPC header): neither rows nor rejects."""
     extra_field_rows: int = 0
     bytes_read: int = 0
     bytes_text: int = 0
     generations: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     """Values recognised as not records and skipped (a digest, an empty records array): reason → count."""
-    reject_reasons: Counter[str] = field(default_factory=Counter)  # reason_kind → rejects
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+    """Rejects per kind of reason (`reason_kind`: the reason without its value); the JSON summary lists
+    these tallies most frequent first."""
 
     def add(self, other: Counts) -> None:
         for name in COUNT_FIELDS:
@@ -58,7 +64,9 @@ class ObjectProblem:
 
 
 @dataclass
-class RunSummary:
+class RunSummary(Counts):
+    """A run: the sum of its committed batches' Counts, and what the run itself listed, planned and cleaned."""
+
     run_id: str
     format: str
     source: str
@@ -66,17 +74,8 @@ class RunSummary:
     since: str = ""  # the window of delivery dates (YYYY-MM-DD, inclusive); empty: unbounded
     until: str = ""
     objects_listed: int = 0
-    objects_converted: int = 0
     objects_skipped: int = 0
     objects_failed: int = 0
-    lines: int = 0
-    rows: int = 0
-    rejects: int = 0
-    header_lines: int = 0
-    """Lines that declare an object's layout (CloudFront `#Fields`, a VPC header): neither rows nor rejects."""
-    extra_field_rows: int = 0
-    bytes_read: int = 0
-    bytes_text: int = 0
     files_written: int = 0
     objects_new: int = 0
     objects_done_before: int = 0
@@ -90,9 +89,6 @@ class RunSummary:
     ledger_head: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
-    generations: dict[str, int] = field(default_factory=dict)
-    notes: dict[str, int] = field(default_factory=dict)
-    """Values recognised as not records and skipped (a digest, an empty records array): reason → count."""
     skipped: list[ObjectProblem] = field(default_factory=list)
     failed: list[ObjectProblem] = field(default_factory=list)
     rewritten: list[ObjectProblem] = field(default_factory=list)
@@ -107,8 +103,6 @@ class RunSummary:
     """Batches whose worker process died (key: the batch id): the next run redoes them."""
     identities_migrated: int = 0
     """Objects a lake of servicelogs 0.1 named relative to its source, renamed to their full location."""
-    reject_reasons: dict[str, int] = field(default_factory=dict)
-    """Rejects per kind of reason (`reason_kind`: the reason without its value), most frequent first."""
     rejects_table: str = ""
     """Where the rejects are: a table of source key, line number, raw line and reason per reject."""
 
@@ -122,18 +116,11 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for name in TALLY_FIELDS:  # asdict would rebuild each Counter from its (key, count) pairs as elements
+            d[name] = dict(getattr(self, name).most_common())
         d["mb_per_second"] = round(self.mb_per_second, 2)
         d["ok"] = self.ok
         return d
-
-    def add(self, counts: Counts) -> None:
-        """A committed batch's counts join the run's."""
-        for name in COUNT_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(counts, name))
-        for name in TALLY_FIELDS:
-            merged = Counter(getattr(self, name))
-            merged.update(getattr(counts, name))
-            setattr(self, name, dict(merged.most_common() if name == "reject_reasons" else merged))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
