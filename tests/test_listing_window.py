@@ -155,7 +155,12 @@ def test_s3_a_normal_run_lists_only_the_window_and_a_full_listing_finds_what_cam
     assert st["last_runs"][0]["listing"] == "window" and st["last_runs"][0]["listing_from"] == "2024-05-08"
 
     s = convert(b.source, lake, full_listing=True)
-    assert (s.listing, s.listing_why, s.objects_listed, s.objects_new) == ("full", "asked for with --full-listing", 6, 1)
+    assert (s.listing, s.listing_why, s.objects_listed, s.objects_new) == (
+        "full",
+        "asked for with --full-listing",
+        6,
+        1,
+    )
     assert b.asked() == [("logs/", "", "")]
     assert done_keys(lake) == sorted(
         [b.url("logs/" + alb_key("eu-west-1" if d < "2024-05" else "us-east-1", d, n)) for n, d in enumerate(first)]
@@ -194,7 +199,11 @@ def test_s3_since_and_until_replace_the_window(s3, tmp_path) -> None:
     # --until alone keeps the window's start (the latest day, 2024-05-01, less 3) and ends it there.
     s = convert(b.source, lake, until=date(2024, 5, 2))
     assert (s.listing_from, s.objects_new, s.objects_done_before) == ("2024-04-28", 1, 2)
-    assert b.asked()[-3:] == [(f"{east}2024/05/", "/", ""), (f"{east}2024/05/01/", "", ""), (f"{east}2024/05/02/", "", "")]
+    assert b.asked()[-3:] == [
+        (f"{east}2024/05/", "/", ""),
+        (f"{east}2024/05/01/", "", ""),
+        (f"{east}2024/05/02/", "", ""),
+    ]
 
 
 def test_s3_access_simple_prefix_starts_after_the_first_day_of_the_window(s3, tmp_path) -> None:
@@ -304,6 +313,16 @@ def test_keys_outside_a_dated_layout_are_listed_in_full(tmp_path) -> None:
     assert (s.listing, s.listing_why, s.objects_listed, s.objects_done_before) == (
         "full", "no alb key layout holds a delivery day", 2, 2
     )  # fmt: skip
+
+
+def test_a_high_water_mark_in_the_future_counts_as_today_so_the_clock_only_widens_the_window() -> None:
+    alb = formats.get("alb")
+    plan = listing.plan(alb, date(2099, 1, 1), today=date(2024, 5, 10))
+    assert (plan.first, plan.why) == (
+        "2024-05-07", "today, 2024-05-10, before the ledger's latest delivery day 2099-01-01, less 3 days"
+    )  # fmt: skip
+    plan = listing.plan(alb, date(2024, 5, 1), today=date(2024, 5, 10), late_days=0)
+    assert (plan.kind, plan.first) == ("window", "2024-05-01")
 
 
 def test_the_high_water_mark_is_committed_state_and_survives_a_checkpoint(tmp_path) -> None:

@@ -169,7 +169,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _nothing_found(fmt: LogFormat, summary: RunSummary) -> str:
     """Why the source holds nothing to convert, or "" when it holds objects of the format (even if none is new)."""
     of_format = summary.objects_new + summary.objects_done_before + summary.objects_outside_window
-    if of_format or summary.rewritten:
+    if of_format or summary.rewritten or summary.listing == "window":  # a window's days may just hold none
         return ""
     if not summary.objects_listed:
         where = f"source {summary.source!r} lists no object"

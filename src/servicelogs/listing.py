@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from servicelogs.spec import DayFolders, DayNames, LogFormat
 
@@ -200,8 +200,11 @@ def plan(
     until: date | None = None,
     late_days: int = LATE_DAYS,
     full: bool = False,
+    today: date | None = None,
 ) -> Plan:
-    """The listing a run makes: see the module's doc."""
+    """The listing a run makes: see the module's doc. A high-water mark after `today` (UTC; a key dated in
+    the future by mistake) counts as today: the clock can only move the window's start earlier, so a clock
+    that is off makes a run list more, never less."""
     if full:
         return Plan(None, "asked for with --full-listing")
     if not any(layout.days for layout in fmt.key_layouts):
@@ -210,8 +213,14 @@ def plan(
         return Plan(Window.of(fmt, since, until), "from --since")
     if latest_day is None:
         return Plan(None, "the first run of the table: the ledger holds no delivery day yet")
+    today = today or datetime.now(timezone.utc).date()
+    if latest_day > today:
+        mark = f"today, {today}, before the ledger's latest delivery day {latest_day},"
+        latest_day = today
+    else:
+        mark = f"the ledger's latest delivery day {latest_day}"
     first = latest_day - timedelta(days=late_days)
-    return Plan(Window.of(fmt, first, until), f"the ledger's latest delivery day {latest_day} less {late_days} days")
+    return Plan(Window.of(fmt, first, until), f"{mark} less {late_days} days")
 
 
 def latest(days: Iterable[date | None], than: str = "") -> str:
