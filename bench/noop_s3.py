@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -51,9 +50,22 @@ def key(region: str, day: date, n: int) -> str:
 
 
 def fill(client, bucket: str, objects: int, days: int, regions: list[str]) -> None:  # type: ignore[no-untyped-def]
-    keys = [key(regions[n % len(regions)], LAST_DAY - timedelta(days=n % days), n) for n in range(objects)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=LINE.encode()), keys))
+    """One object after the other: moto's server is single-threaded, concurrent puts only queue. Under load it
+    now and then answers 500 for good on one request: that put is tried again."""
+    import botocore.exceptions
+
+    for n in range(objects):
+        key_n = key(regions[n % len(regions)], LAST_DAY - timedelta(days=n % days), n)
+        for attempt in range(5):
+            try:
+                client.put_object(Bucket=bucket, Key=key_n, Body=LINE.encode())
+                break
+            except botocore.exceptions.ClientError:
+                if attempt == 4:
+                    raise
+                time.sleep(1)
+        if (n + 1) % 5000 == 0:
+            print(f"  {n + 1:,} objects put", flush=True)
 
 
 def seed_ledger(source: str, target: Path, after_checkpoint: int = 5) -> int:
@@ -98,7 +110,10 @@ def main() -> int:
     os.environ["SERVICELOGS_S3_ENDPOINT"] = endpoint = f"http://127.0.0.1:{port}"
     base = Path(tempfile.mkdtemp(prefix="servicelogs-noop-s3-"))
     try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        from botocore.config import Config
+
+        retries = Config(retries={"max_attempts": 10, "mode": "standard"})
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=retries)
         client.create_bucket(Bucket="logs")
         regions = ["us-east-1", "eu-west-1", "ap-south-1", "us-west-2"][: args.regions]
         t0 = time.perf_counter()

@@ -287,6 +287,9 @@ class DayFolders:
     parent: str
     levels: tuple[str, ...] = ("{year}", "{month}", "{day}")
 
+    def __post_init__(self) -> None:
+        _check_day_position("parent", self.parent, "/".join(self.levels))
+
 
 @dataclass(frozen=True)
 class DayNames:
@@ -298,6 +301,18 @@ class DayNames:
 
     stem: str = ""
     day: str = "{year}-{month}-{day}-"
+
+    def __post_init__(self) -> None:
+        _check_day_position("stem", self.stem, self.day)
+
+
+def _check_day_position(name: str, regex: str, day: str) -> None:
+    """The day's parts come in date order, each once (listings compare them as tuples), and the regex before
+    them captures nothing (the day's parts are the only groups)."""
+    if re.findall(r"\{(year|month|day)\}", day) != ["year", "month", "day"]:
+        raise ValueError(f"a day position names {{year}}, {{month}} and {{day}} once each, in that order: {day!r}")
+    if re.compile(regex).groups:
+        raise ValueError(f"the {name} regex {regex!r} must not capture: use (?:...)")
 
 
 @dataclass(frozen=True)
