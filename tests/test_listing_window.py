@@ -149,6 +149,8 @@ def test_s3_a_normal_run_lists_only_the_window_and_a_full_listing_finds_what_cam
     assert st["latest_delivery_day"] == "2024-05-11"
     assert st["last_full_listing"] == {
         "run_id": first_run,
+        "started": f"{first_run[:4]}-{first_run[4:6]}-{first_run[6:8]} {first_run[9:11]}:{first_run[11:13]}:"
+        f"{first_run[13:15]} UTC",
         "why": "the first run of the table: the ledger holds no delivery day yet",
         "source": b.source.url,
     }
@@ -376,7 +378,8 @@ def test_cli_full_listing_and_late_days(tmp_path, capsys) -> None:
     assert (out["listing"], out["listing_why"]) == ("full", "asked for with --full-listing")
     assert main(["status", str(lake), "--table", "alb"]) == 0
     text = capsys.readouterr().out
-    assert f"  last full listing:   run {out['run_id']} (asked for with --full-listing)" in text
+    assert f", run {out['run_id']} (asked for with --full-listing)\n" in text
+    assert "  last full listing:   2" in text  # the run's start, from its id
     with pytest.raises(SystemExit) as e:
         main(["convert", "alb", str(src), str(lake), "--late-days", "-1"])
     assert e.value.code == 2

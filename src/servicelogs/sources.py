@@ -110,13 +110,13 @@ class LocalSource:
             folder = folders.pop(dirpath, None)
             if window and folder:
                 dirnames[:] = [name for name in dirnames if self._walks(window, folder, dirpath, name, folders)]
-            skips = window is not None and folder is not None and not folder.whole
+            skips = window if window and folder and not folder.whole else None  # time-sorted names to skip
             for name in dirnames:
                 path = os.path.join(dirpath, name)
                 if os.path.islink(path):  # not walked (its target is walked where it lies, if inside)
                     self._check_link(path)
             for name in sorted(filenames):
-                if skips and window.skip_to(name) is not None:  # type: ignore[union-attr]  # skips: a window
+                if skips and skips.skip_to(name) is not None:
                     continue
                 obj = self._object(os.path.join(dirpath, name))
                 if obj is not None and obj.key not in seen:

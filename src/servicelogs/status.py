@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from servicelogs.errors import UsageError
@@ -57,8 +58,22 @@ def last_full_listing(store: Store, ledger: Ledger) -> dict[str, Any] | None:
         data = store.get(key)
         run = json.loads(data) if data else {}
         if run.get("listing") == "full" and not run.get("error"):
-            return {"run_id": run["run_id"], "why": run.get("listing_why", ""), "source": run.get("source", "")}
+            started = _started(run["run_id"])
+            return {
+                "run_id": run["run_id"],
+                "started": started,
+                "why": run.get("listing_why", ""),
+                "source": run.get("source", ""),
+            }
     return None
+
+
+def _started(run_id: str) -> str:
+    """When a run started, from its id (which starts with its UTC start time)."""
+    try:
+        return datetime.strptime(run_id[:15], "%Y%m%dT%H%M%S").strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return "at an unknown time"
 
 
 def _last_runs(store: Store, ledger: Ledger, n: int) -> list[dict[str, Any]]:
@@ -107,7 +122,7 @@ def status_text(s: dict[str, Any]) -> str:
         "the late days)",
         "  last full listing:   "
         + (
-            f"run {full['run_id']} ({full['why']})"
+            f"{full['started']}, run {full['run_id']} ({full['why']})"
             if (full := s["last_full_listing"])
             else "none recorded (run `convert --full-listing` to find objects delivered after the window)"
         ),
