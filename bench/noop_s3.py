@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # s3_support: the moto server
 
-from s3_support import ENV, start_moto
+from s3_support import ENV, MOTO_SCRIPT, free_port
 
 import servicelogs
 from servicelogs import formats, listing
@@ -68,6 +70,22 @@ def fill(client, bucket: str, objects: int, days: int, regions: list[str]) -> No
             print(f"  {n + 1:,} objects put", flush=True)
 
 
+def start_moto(log: Path) -> tuple[subprocess.Popen, int]:
+    """moto in server mode, as the tests start it (tests/s3_support.py), its log kept in `log`."""
+    port = free_port()
+    with log.open("wb") as out:
+        moto = subprocess.Popen([sys.executable, "-c", MOTO_SCRIPT, str(port)], stdout=out, stderr=out)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return moto, port
+        except OSError:
+            time.sleep(0.1)
+    moto.kill()
+    raise RuntimeError(f"moto server did not start (see {log})")
+
+
 def seed_ledger(source: str, target: Path, after_checkpoint: int = 5) -> int:
     from servicelogs.locations import open_source
 
@@ -85,14 +103,25 @@ def seed_ledger(source: str, target: Path, after_checkpoint: int = 5) -> int:
     return len(objects)
 
 
-def timed(source: str, target: Path, rounds: int, **kw: bool) -> tuple[list[float], RunSummary]:
-    times, summary = [], None
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (moto's: the S3 side of a run)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(
+    source: str, target: Path, rounds: int, moto: int, **kw: bool
+) -> tuple[list[float], list[float], list[float], RunSummary]:
+    """Wall seconds, the run's CPU seconds and moto's CPU seconds, per round; the last summary."""
+    times, cpu, moto_cpu, summary = [], [], [], None
     for _ in range(rounds):
-        t = time.perf_counter()
+        t, m = time.perf_counter(), cpu_of(moto)
         summary = servicelogs.convert("alb", source, target, workers=1, catalog="none", **kw)
         times.append(time.perf_counter() - t)
+        moto_cpu.append(cpu_of(moto) - m)
+        cpu.append(summary.cpu_seconds)
     assert summary is not None
-    return times, summary
+    return times, cpu, moto_cpu, summary
 
 
 def main() -> int:
@@ -106,7 +135,7 @@ def main() -> int:
 
     os.environ.update(ENV)
     os.environ.pop("SERVICELOGS_S3_TIMEOUT", None)  # the tests' 2 s read timeout: too short for a loaded moto
-    moto, port = start_moto()
+    moto, port = start_moto(log=Path(tempfile.gettempdir()) / "servicelogs-noop-s3-moto.log")
     os.environ["SERVICELOGS_S3_ENDPOINT"] = endpoint = f"http://127.0.0.1:{port}"
     base = Path(tempfile.mkdtemp(prefix="servicelogs-noop-s3-"))
     try:
@@ -123,29 +152,32 @@ def main() -> int:
         print(f"{count:,} objects over {args.days} days and {len(regions)} regions, set up in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
 
-        def show(what: str, times: list[float], s: RunSummary) -> None:
+        def show(what: str, measured: tuple[list[float], list[float], list[float], RunSummary]) -> None:
+            times, cpu, moto_cpu, s = measured
             how = f"window from {s.listing_from}" if s.listing == "window" else s.listing
             print(
-                f"  {what:<28} {min(times):6.2f} s best, {max(times):6.2f} s worst of {len(times)}; listing {how}: "
-                f"{s.prefixes_listed} prefixes, {s.list_requests} requests, {s.objects_listed} listed, "
-                f"{s.objects_new} new",
+                f"  {what:<22} {min(times):6.2f} s best, {max(times):6.2f} s worst of {len(times)} (CPU s: run "
+                f"{min(cpu):.2f}, moto {min(moto_cpu):.2f}); listing {how}: {s.prefixes_listed} prefixes, "
+                f"{s.list_requests} requests, {s.objects_listed} listed, {s.objects_new} new",
                 flush=True,
             )
 
         for _ in range(2):  # alternate, as the machine's load changes
-            times, s = timed(source, target, args.rounds)
-            assert s.objects_new == 0 and s.listing == "window", s.text()
-            show("no-op, listing window", times, s)
-            times, s = timed(source, target, args.rounds, full_listing=True)
-            assert s.objects_new == 0 and s.objects_done_before == count, s.text()
-            show("no-op, full listing", times, s)
-        new_times = []
+            measured = timed(source, target, args.rounds, moto.pid)
+            assert measured[3].objects_new == 0 and measured[3].listing == "window", measured[3].text()
+            show("no-op, listing window", measured)
+            measured = timed(source, target, args.rounds, moto.pid, full_listing=True)
+            assert measured[3].objects_new == 0 and measured[3].objects_done_before == count, measured[3].text()
+            show("no-op, full listing", measured)
+        new_times: list[float] = []
+        new_cpu: list[float] = []
+        new_moto: list[float] = []
         for n in range(args.rounds):
             client.put_object(Bucket="logs", Key=key(regions[0], LAST_DAY, 900_000 + n), Body=LINE.encode())
-            times, s = timed(source, target, 1)
+            times, cpu, moto_cpu, s = timed(source, target, 1, moto.pid)
             assert s.objects_new == 1 and s.objects_converted == 1 and s.rows == 1, s.text()
-            new_times += times
-        show("one new object", new_times, s)
+            new_times, new_cpu, new_moto = new_times + times, new_cpu + cpu, new_moto + moto_cpu
+        show("one new object", (new_times, new_cpu, new_moto, s))
     finally:
         moto.kill()
         moto.wait()
