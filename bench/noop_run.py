@@ -1,11 +1,14 @@
 """Time a no-op run (nothing new) over a source whose objects are all in the ledger already.
 
-    python bench/noop_run.py 10000 100000 [--dir /tmp/noop-bench] [--keep]
+    python bench/noop_run.py 10000 100000 [--dir /tmp/noop-bench] [--keep] [--full-listing]
 
 For each count: makes that many small ALB-named objects in a local folder, records them all as done in
 the table's ledger through the ledger's own API (commits of 1,000 objects, then a checkpoint, then a few
-commits after it, as a table fed by regular runs looks), and times `servicelogs.convert` over it: list
-the source, load the ledger, subtract, find nothing to do. Target: at most 5 s at 100,000 objects.
+commits after it, as a table fed by regular runs looks, each with its latest delivery day), and times
+`servicelogs.convert` over it: list the source, load the ledger, subtract, find nothing to do. By default the
+run lists only the listing window's days (the last 4 of the 28); `--full-listing` lists every file, as every
+run did before the window. Target: at most 5 s at 100,000 objects, with a full listing.
+The S3 counterpart is bench/noop_s3.py.
 Converting 100,000 objects for real is the throughput benchmark's job, not this one's.
 """
 
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 import servicelogs
+from servicelogs import formats, listing
 from servicelogs.ledger import Ledger, State
 from servicelogs.sources import LocalSource
 from servicelogs.storage import LocalStore
@@ -41,8 +45,10 @@ def seed_ledger(source: Path, target: Path, after_checkpoint: int = 20) -> tuple
     objects = sorted(LocalSource(source).list())
     chunks = [tuple(objects[i : i + 1000]) for i in range(0, len(objects), 1000)]
     split = max(0, len(chunks) - after_checkpoint)
+    alb = formats.get("alb")
     for i, chunk in enumerate(chunks):
-        ledger.commit(state, f"bench{i:08d}", "bench", chunk, [])
+        day = listing.latest(listing.delivery_day(alb, o.key) for o in chunk)
+        ledger.commit(state, f"bench{i:08d}", "bench", chunk, [], latest_day=day)
         if i + 1 == split:
             ledger.checkpoint(state, "bench")
     return state.head, state.head - split
@@ -53,6 +59,7 @@ def main() -> int:
     parser.add_argument("counts", nargs="*", type=int, default=[10_000, 100_000])
     parser.add_argument("--dir", default="/tmp/servicelogs-noop-bench")
     parser.add_argument("--keep", action="store_true", help="keep the generated folders")
+    parser.add_argument("--full-listing", action="store_true", help="list every file (no listing window)")
     args = parser.parse_args()
     base = Path(args.dir)
     for count in args.counts:
@@ -65,12 +72,13 @@ def main() -> int:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            summary = servicelogs.convert("alb", source, target, workers=1)
+            summary = servicelogs.convert("alb", source, target, workers=1, full_listing=args.full_listing)
             times.append(time.perf_counter() - t)
-            assert summary.objects_new == 0 and summary.objects_done_before == count, summary.text()
+            assert summary.objects_new == 0 and summary.objects_done_before == summary.objects_listed, summary.text()
         print(
             f"{count:>8,} objects done ({commits} commits, {after} after the checkpoint): no-op run "
-            f"{min(times):.2f} s best, {max(times):.2f} s worst of 3 (setup {setup:.0f} s)",
+            f"{min(times):.2f} s best, {max(times):.2f} s worst of 3 (setup {setup:.0f} s); listing "
+            f"{summary.listing} {summary.listing_from}: {summary.objects_listed} files listed",
             flush=True,
         )
     if not args.keep:

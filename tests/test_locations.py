@@ -96,8 +96,8 @@ def test_a_file_rewritten_between_listing_and_reading_is_recorded_by_what_is_rea
     key = sorted(objects)[0]
     listing = LocalSource.list
 
-    def list_then_rewrite(self):  # type: ignore[no-untyped-def]
-        yield from listing(self)
+    def list_then_rewrite(self, window=None):  # type: ignore[no-untyped-def]
+        yield from listing(self, window)
         if not getattr(list_then_rewrite, "done", False):
             list_then_rewrite.done = True  # type: ignore[attr-defined]
             (src / key).write_bytes(objects[key] * 2)  # after the listing, before the batch reads it

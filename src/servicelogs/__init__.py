@@ -47,6 +47,8 @@ def convert(
     projection: bool = False,
     engine: str = "local",
     master: str | None = None,
+    full_listing: bool = False,
+    late_days: int | None = None,
     **tuning: int,
 ) -> RunSummary:
     """Convert the logs of `format` under `source` into the table under `target`.
@@ -64,6 +66,10 @@ def convert(
     `raw_table` and `rejects_table` name them (default: the catalog's database, `<table>_raw`,
     `<table>_rejects`); `projection` declares Athena partition projection instead of partitions. The
     outcome is in `summary.catalog`; a catalog that fails fails no data (the next run catches up).
+
+    The source is listed only from the ledger's latest delivery day less `late_days` (default 3) on, where the
+    format's key layouts hold the day (servicelogs.listing); `full_listing=True` lists all of it, to find
+    objects delivered later than that: run one on a schedule (`servicelogs status` says when the last ran).
     """
     from servicelogs import run
     from servicelogs.engines import local
@@ -107,5 +113,7 @@ def convert(
         since=since,
         until=until,
         on_rewrite=on_rewrite,
+        full_listing=full_listing,
+        **({} if late_days is None else {"late_days": late_days}),
         **tuning,
     )

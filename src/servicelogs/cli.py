@@ -89,6 +89,7 @@ def _command_convert(sub: argparse._SubParsersAction) -> Handler:
     conv.add_argument("--json", action="store_true", help="print the summary as JSON, no progress")
     conv.add_argument("--since", type=_date, help="only objects delivered on or after this date (YYYY-MM-DD)")
     conv.add_argument("--until", type=_date, help="only objects delivered on or before this date (YYYY-MM-DD)")
+    _listing_options(conv)
     conv.add_argument(
         "--on-rewrite",
         choices=("report", "convert"),
@@ -148,6 +149,8 @@ def _convert(args: argparse.Namespace) -> int:
             projection=args.projection,
             engine=args.engine,
             master=args.master,
+            full_listing=args.full_listing,
+            late_days=args.late_days,
             **tuning,
         )
     finally:
@@ -166,7 +169,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _nothing_found(fmt: LogFormat, summary: RunSummary) -> str:
     """Why the source holds nothing to convert, or "" when it holds objects of the format (even if none is new)."""
     of_format = summary.objects_new + summary.objects_done_before + summary.objects_outside_window
-    if of_format or summary.rewritten:
+    if of_format or summary.rewritten or summary.listing == "window":  # a window's days may just hold none
         return ""
     if not summary.objects_listed:
         where = f"source {summary.source!r} lists no object"
@@ -185,6 +188,9 @@ def _command_run(sub: argparse._SubParsersAction) -> Handler:
     run = sub.add_parser("run", help="convert every log source a TOML config file names")
     run.add_argument("--config", required=True, help="TOML file of [[source]] tables (see docs/catalogs.md)")
     run.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    run.add_argument(
+        "--full-listing", action="store_true", help="list every source in full (as `full_listing = true` does)"
+    )
     return _run_config
 
 
@@ -193,7 +199,7 @@ def _run_config(args: argparse.Namespace) -> int:
 
     from servicelogs import config
 
-    results = config.run_all(config.load(args.config))
+    results = config.run_all(config.load(args.config), full_listing=args.full_listing)
     worst = EXIT_OK
     out = []
     for source, result in results:
@@ -356,6 +362,30 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from e
+
+
+def _listing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full-listing",
+        action="store_true",
+        help="list the whole source, not only the days from the ledger's latest less --late-days: finds objects "
+        "delivered later than that (run one on a schedule; `servicelogs status` says when the last ran)",
+    )
+    parser.add_argument(
+        "--late-days",
+        type=_days,
+        help="days before the ledger's latest delivery day a normal run still lists (default 3)",
+    )
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from e
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more)")
+    return value
 
 
 def _positive(text: str) -> int:

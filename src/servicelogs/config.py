@@ -13,6 +13,8 @@
     raw_table = "alb_prod_raw"     # default: <table>_raw
     rejects_table = "alb_prod_rejects"
     partitions = "registered"      # or "projection" (Athena partition projection, Glue only)
+    late_days = 3                  # days before the ledger's latest delivery day a run still lists
+    full_listing = false           # true: list the whole source (a scheduled full listing's config)
 
 Errors name the file, the line and the key. Sources run concurrently, as many at once as there are cores
 (each with its share of the worker processes).
@@ -38,7 +40,10 @@ else:  # pragma: no cover - Python 3.10
 PARTITION_STRATEGIES = ("registered", "projection")
 CATALOGS = ("duckdb", "glue", "none")
 REQUIRED = ("format", "source", "target")
-OPTIONAL = ("name", "table", "database", "raw_table", "rejects_table", "catalog", "partitions", "workers")
+OPTIONAL = (
+    "name", "table", "database", "raw_table", "rejects_table", "catalog", "partitions", "workers", "late_days",
+    "full_listing",
+)  # fmt: skip
 
 
 class ConfigError(UsageError):
@@ -60,6 +65,8 @@ class SourceConfig:
     catalog: str | None = None
     partitions: str = "registered"
     workers: int | None = None
+    late_days: int | None = None
+    full_listing: bool = False
 
 
 class _Lines:
@@ -142,6 +149,12 @@ def _source(path: Path, lines: _Lines, merged: dict, entry: dict, defaults: dict
         if key == "workers":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise fail(key, f"must be a positive integer, not {value!r}")
+        elif key == "late_days":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise fail(key, f"must be a whole number of days (0 or more), not {value!r}")
+        elif key == "full_listing":
+            if not isinstance(value, bool):
+                raise fail(key, f"must be true or false, not {value!r}")
         elif not isinstance(value, str) or not value:
             raise fail(key, f"must be a non-empty string, not {value!r}")
     try:
@@ -168,13 +181,18 @@ def _source(path: Path, lines: _Lines, merged: dict, entry: dict, defaults: dict
         catalog=merged.get("catalog"),
         partitions=merged.get("partitions", "registered"),
         workers=merged.get("workers"),
+        late_days=merged.get("late_days"),
+        full_listing=merged.get("full_listing", False),
     )
 
 
-def run_all(sources: list[SourceConfig], *, workers: int | None = None) -> list[tuple[SourceConfig, Any]]:
+def run_all(
+    sources: list[SourceConfig], *, workers: int | None = None, full_listing: bool = False
+) -> list[tuple[SourceConfig, Any]]:
     """Convert every source, as many at once as there are cores; returns (source, RunSummary or the
-    ServiceLogsError that stopped it) in the file's order. Sources sharing an embedded catalog (one DuckDB
-    file, which one writer holds at a time) run one after the other."""
+    ServiceLogsError that stopped it) in the file's order. `full_listing` lists every source in full.
+    Sources sharing an embedded catalog (one DuckDB file, which one writer holds at a time) run one after
+    the other."""
     from concurrent.futures import ThreadPoolExecutor
 
     import servicelogs
@@ -200,6 +218,8 @@ def run_all(sources: list[SourceConfig], *, workers: int | None = None) -> list[
                 raw_table=s.raw_table,
                 rejects_table=s.rejects_table,
                 projection=s.partitions == "projection",
+                full_listing=full_listing or s.full_listing,
+                late_days=s.late_days,
             )
         except ServiceLogsError as e:
             return e

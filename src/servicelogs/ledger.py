@@ -51,6 +51,7 @@ class Commit:
     sources: tuple[SourceObject, ...]
     files: tuple[StagedFile, ...]
     time: float = 0.0
+    latest_day: str = ""  # the latest delivery day (ISO) among the sources whose key names one
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -63,6 +64,7 @@ class Commit:
                 "time": self.time,
                 "sources": [[o.key, o.size, o.etag] for o in self.sources],
                 "files": [f.to_json() for f in self.files],
+                "latest_day": self.latest_day,
             },
             separators=(",", ":"),
         ).encode()
@@ -101,6 +103,7 @@ def parse_record(data: bytes, seq: int, name: str) -> Record:
             tuple(SourceObject(k, s, e) for k, s, e in d["sources"]),
             tuple(StagedFile.from_json(f) for f in d["files"]),
             d.get("time", 0.0),
+            str(d.get("latest_day") or ""),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise StorageError("read", name, f"ledger record does not parse ({e}): the ledger is damaged") from e
@@ -116,6 +119,9 @@ class State:
     batches: set[str] = field(default_factory=set)
     recent: list[Commit] = field(default_factory=list)  # commits after the checkpoint
     fenced: dict[str, tuple[int, str]] = field(default_factory=dict)  # run -> (position, run) of its first fence
+    latest_day: str = ""
+    """The high-water mark of the listing window (servicelogs.listing): the latest delivery day (ISO) of the
+    committed sources, "" before any commit names one (a ledger of an older version: its next commit does)."""
 
     def is_done(self, obj: SourceObject) -> bool:
         return self.done.get(obj.key) == (obj.size, obj.etag)
@@ -134,6 +140,7 @@ class State:
             self.done[obj.key] = (obj.size, obj.etag)
         self.batches.add(record.batch_id)
         self.recent.append(record)
+        self.latest_day = max(self.latest_day, record.latest_day)
 
 
 class Ledger:
@@ -231,9 +238,16 @@ class Ledger:
         self.store.put(self.intent_key(batch_id), json.dumps(body, separators=(",", ":")).encode())
 
     def commit(
-        self, state: State, batch_id: str, run_id: str, sources: tuple[SourceObject, ...], files: list[StagedFile]
+        self,
+        state: State,
+        batch_id: str,
+        run_id: str,
+        sources: tuple[SourceObject, ...],
+        files: list[StagedFile],
+        latest_day: str = "",
     ) -> Commit:
         """Append a commit after `state.head`; on a lost race, catch up and try the next position.
+        `latest_day`: the latest delivery day among `sources` (the listing window's high-water mark).
 
         Raises FencedError when a fence of `run_id` is in the log before that position (another run took
         this one for dead and may have deleted its staging), and ConflictError when a commit that won
@@ -244,7 +258,7 @@ class Ledger:
         while True:
             state.refuse_if_fenced(run_id)
             self._check_conflict(state, batch_id, sources)
-            commit = Commit(state.head + 1, batch_id, run_id, token, sources, tuple(files), time.time())
+            commit = Commit(state.head + 1, batch_id, run_id, token, sources, tuple(files), time.time(), latest_day)
             if self._put(state, commit):
                 return commit
 
@@ -341,10 +355,11 @@ def _write_checkpoint(state: State) -> bytes:
             "etag": pa.array([state.done[k][1] for k in keys], pa.string()),
         }
     )
-    # Fenced runs ride in the batch table's metadata: a checkpoint without them (older) fenced none.
+    # Fenced runs and the latest delivery day ride in the batch table's metadata: a checkpoint without them
+    # (older) fenced none and names no day.
     fenced = json.dumps({run: list(at) for run, at in state.fenced.items()})
     batches = pa.table({"batch_id": pa.array(sorted(state.batches), pa.string())}).replace_schema_metadata(
-        {"servicelogs.fenced": fenced}
+        {"servicelogs.fenced": fenced, "servicelogs.latest_day": state.latest_day}
     )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
@@ -364,7 +379,9 @@ def _read_checkpoint(data: bytes, seq: int, name: str) -> State:
         n = int(data[:12])
         table = pq.read_table(pa.BufferReader(data[12 : 12 + n]))
         batches = pq.read_table(pa.BufferReader(data[12 + n :]))
-        fenced = json.loads((batches.schema.metadata or {}).get(b"servicelogs.fenced", b"{}"))
+        metadata = batches.schema.metadata or {}
+        fenced = json.loads(metadata.get(b"servicelogs.fenced", b"{}"))
+        latest_day = metadata.get(b"servicelogs.latest_day", b"").decode()
     except (ValueError, OSError, pa.ArrowException) as e:
         raise StorageError("read", name, f"checkpoint does not parse ({e}): the ledger is damaged") from e
     keys, sizes, etags = (table.column(c).to_pylist() for c in ("key", "size", "etag"))
@@ -375,4 +392,5 @@ def _read_checkpoint(data: bytes, seq: int, name: str) -> State:
         done=done,
         batches=set(batches.column("batch_id").to_pylist()),
         fenced={run: (at[0], at[1]) for run, at in fenced.items()},
+        latest_day=latest_day,
     )

@@ -32,6 +32,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from servicelogs import listing
 from servicelogs.errors import ConflictError, FencedError, ServiceLogsError, StorageError, UsageError
 from servicelogs.layout import Layout
 from servicelogs.ledger import Ledger, State, attempt_staging
@@ -139,18 +140,26 @@ def run(
     batch_objects: int = BATCH_OBJECTS,
     engine: Engine,
     register: Register | None = None,
+    full_listing: bool = False,
+    late_days: int = listing.LATE_DAYS,
 ) -> RunSummary:
     """List the source, subtract the ledger, convert and commit what is new (see servicelogs.ledger).
 
     `since`/`until` (inclusive) keep objects whose key names a delivery date in that window; a later run
-    without a window takes the rest. `on_rewrite` says what to do with a key converted before that now
-    holds other content: "report" (the default) lists it in the summary and converts nothing, so no line
-    is counted twice; "convert" converts the new content too, leaving both versions' rows in the table.
-    `engine` converts the batches (engines.local.execute, engines.spark.executor(...)); `register(store,
-    table, summary)` runs after the run's commits (servicelogs.catalogs: the catalog).
+    without a window takes the rest. The listing itself asks only for the delivery days from the ledger's
+    latest less `late_days` (servicelogs.listing), or from `since`; `full_listing` lists everything, to find
+    objects delivered later than that (the first run of a table lists everything anyway).
+
+    `on_rewrite` says what to do with a key converted before that now holds other content: "report" (the
+    default) lists it in the summary and converts nothing, so no line is counted twice; "convert" converts
+    the new content too, leaving both versions' rows in the table. `engine` converts the batches
+    (engines.local.execute, engines.spark.executor(...)); `register(store, table, summary)` runs after the
+    run's commits (servicelogs.catalogs: the catalog).
     """
     if on_rewrite not in REWRITE_POLICIES:
         raise UsageError(f"on_rewrite must be one of {', '.join(REWRITE_POLICIES)}, not {on_rewrite!r}")
+    if isinstance(late_days, bool) or not isinstance(late_days, int) or late_days < 0:
+        raise UsageError(f"late_days must be a whole number of days, 0 or more, not {late_days!r}")
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     store = target if not isinstance(target, (str, Path)) else open_store(target)
     layout = Layout(check_table_name(table_name or fmt.name))
@@ -163,13 +172,14 @@ def run(
     summary = RunSummary(run_id, fmt.name, str(source), store.url, since=_iso(since), until=_iso(until))
     summary.rejects_table = f"{store.url.rstrip('/')}/{layout.rejects}"
     tuning = (batch_bytes, batch_objects)
+    listing_options = (full_listing, late_days)
 
     try:
         with store.lease(run_id, ledger.runs):
             try:
                 _run(
                     fmt, source, store, ledger, layout, summary, workers, progress, since, until, on_rewrite, tuning,
-                    engine,
+                    engine, listing_options,
                 )  # fmt: skip
                 if register:
                     register(store, layout.table, summary)
@@ -262,17 +272,23 @@ def _run(
     on_rewrite: str,
     tuning: tuple[int | None, int],
     engine: Engine,
+    listing_options: tuple[bool, int],
 ) -> None:
     run_id = summary.run_id
     state = ledger.load()
     summary.commits_repaired = ledger.publish_pending(state)
     summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id, state)
     summary.identities_migrated = migrate_identities(ledger, state, run_id)
-    new = _new_objects(fmt, source, state, summary, since, until, on_rewrite)
+    full, late_days = listing_options
+    plan = listing.plan(
+        fmt, listing.parse_day(state.latest_day), since=since, until=until, late_days=late_days, full=full
+    )
+    summary.listing, summary.listing_from, summary.listing_why = plan.kind, plan.first, plan.why
+    new = _new_objects(fmt, source, state, summary, since, until, on_rewrite, plan.window)
     workers = workers or os.cpu_count() or 1
     batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning, workers=workers))
     _report_plan(progress, batches)
-    committer = Committer(fmt.name, source, store, layout, ledger, state, summary)
+    committer = Committer(fmt.name, source, store, layout, ledger, state, summary, fmt=fmt)
     committer.convert([committer.task(b) for b in batches], engine, workers, progress)
     summary.objects_failed = len(summary.failed)
     ledger.catch_up(state)
@@ -290,10 +306,12 @@ def _new_objects(
     since: date | None,
     until: date | None,
     on_rewrite: str,
+    window: listing.Window | None = None,
 ) -> list[Item]:
-    """The listing minus the ledger: objects of this format, in the window, not converted yet."""
+    """The listing (of the listing window's days, or all) minus the ledger: objects of this format, in the
+    since/until window, not converted yet."""
     new: list[Item] = []
-    for obj in source.list():
+    for obj in source.list(window):
         summary.objects_listed += 1
         groups = fmt.match_key(obj.key)
         ignored = fmt.explain_ignored_key(obj.key)
@@ -319,6 +337,7 @@ def _new_objects(
                 continue
         new.append((obj, tuple(sorted(groups.items()))))
     summary.unlisted = list(source.unlisted)
+    summary.prefixes_listed, summary.list_requests = source.prefixes_listed, source.list_requests
     summary.objects_skipped = len(summary.skipped)
     summary.objects_new = len(new)
     return new
@@ -489,8 +508,11 @@ class Committer:
         ledger: Ledger,
         state: State,
         summary: RunSummary,
+        fmt: LogFormat | None = None,
     ) -> None:
+        """`fmt`, when given, names each commit's latest delivery day (the listing window's high-water mark)."""
         self.format_name, self.source, self.store, self.layout = format_name, source, store, layout
+        self.fmt = fmt
         self.ledger, self.state, self.summary = ledger, state, summary
         self.run_id = summary.run_id
         self.vanished: Counter[str] = Counter()
@@ -537,7 +559,8 @@ class Committer:
                 raise StorageError("stage", gone[0], f"staged files vanished before their commit, {REDO_VANISHED}x")
             return task  # the same batch again: its sources are not done, and must not be marked done
         try:
-            commit = ledger.commit(self.state, task.batch_id, self.run_id, task.sources, staged.files)
+            latest_day = self.latest_day(task.sources)
+            commit = ledger.commit(self.state, task.batch_id, self.run_id, task.sources, staged.files, latest_day)
         except ConflictError:
             store.delete_prefix(staged.staging)
             ledger.drop_intent(task.batch_id)
@@ -556,6 +579,12 @@ class Committer:
         self.summary.files_written += len(staged.files)
         self.summary.batches_committed += 1
         return None
+
+    def latest_day(self, sources: tuple[SourceObject, ...]) -> str:
+        if self.fmt is None:
+            return ""
+        fmt = self.fmt
+        return listing.latest(listing.delivery_day(fmt, obj.key) for obj in sources)
 
     def _rest(self, objects: tuple[Item, ...]) -> BatchTask | None:
         return self.task(objects) if objects else None

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
@@ -41,6 +42,7 @@ from botocore.config import Config
 
 from servicelogs import crash
 from servicelogs.errors import SourceError, StorageError, UsageError
+from servicelogs.listing import Folder, Window
 from servicelogs.sources import SourceObject
 from servicelogs.storage import StagedFile, _alive
 from servicelogs.summary import ObjectProblem
@@ -209,9 +211,17 @@ class S3Store:
 
     def list_objects(self, prefix: str, start_after: str = "") -> Iterator[dict]:
         """Every object under a full key prefix, page by page (each page retried on its own)."""
+        for page in self.list_pages(prefix, start_after):
+            yield from page.get("Contents", [])
+
+    def list_pages(self, prefix: str, start_after: str = "", delimiter: str = "") -> Iterator[dict]:
+        """The ListObjectsV2 pages under a full key prefix, after `start_after`; with a delimiter, the keys
+        below the next one come as CommonPrefixes (the folders of a delimiter listing)."""
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if delimiter:
+                kwargs["Delimiter"] = delimiter
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:
@@ -219,7 +229,7 @@ class S3Store:
             page = self.s3.call(
                 "ListObjectsV2", f"s3://{self.bucket}/{prefix}", self.s3.client.list_objects_v2, **kwargs
             )
-            yield from page.get("Contents", [])
+            yield page
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]
@@ -457,6 +467,11 @@ def _matches(found: tuple[int, str], size: int, etag: str) -> bool:
     return (size < 0 or found[0] == size) and (not etag or found[1] == etag)
 
 
+LIST_THREADS = int(_env_float("SERVICELOGS_LIST_THREADS", 10))
+"""Prefixes a windowed listing lists at once (regions, accounts, days): each request waits on S3, not on us.
+As many as botocore keeps connections open by default (10)."""
+
+
 class S3Source:
     """Objects under an S3 prefix, each named by its full location (`s3://bucket/key`), whatever the prefix."""
 
@@ -466,13 +481,77 @@ class S3Source:
         self.store = S3Store(self.bucket, "", endpoint_url)
         self.bodies_opened = 0
         self.unlisted: list[ObjectProblem] = []  # every key of a listing is an object: nothing to leave out
+        self.prefixes_listed = self.list_requests = 0  # by the last listing
 
     def __str__(self) -> str:
         return self.url
 
-    def list(self) -> Iterator[SourceObject]:
+    def list(self, window: Window | None = None) -> Iterator[SourceObject]:
+        """Every object under the prefix, in one flat listing; with a window (servicelogs.listing), a walk
+        of delimiter listings that lists only the window's day prefixes, LIST_THREADS prefixes at once."""
+        self.prefixes_listed = self.list_requests = 0
         base = f"{self.prefix}/" if self.prefix else ""
-        for item in self.store.list_objects(base):
+        if window is None:
+            self.prefixes_listed = 1
+            for page in self.store.list_pages(base):
+                self.list_requests += 1
+                yield from self._objects(page.get("Contents", []), base)
+            return
+        with ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="servicelogs-list") as pool:
+            pending = {pool.submit(self._list_folder, window, window.root(base))}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    objects, folders, requests = future.result()
+                    self.prefixes_listed += 1
+                    self.list_requests += requests
+                    yield from objects
+                    pending |= {pool.submit(self._list_folder, window, f) for f in folders}
+
+    def _list_folder(
+        self, window: Window, folder: Folder
+    ) -> tuple[builtins.list[SourceObject], builtins.list[Folder], int]:
+        """One folder of a windowed listing: its objects, its subfolders to walk, and the requests it took.
+
+        A whole folder (a day in the window) is one flat listing. Any other is a delimiter listing that
+        starts over after `<stem><first day>` (StartAfter) at the first name of a time-sorted stem older than
+        the window: the names it skips all begin with that stem and sort before the window's first day."""
+        objects: builtins.list[SourceObject] = []
+        folders: builtins.list[Folder] = []
+        requests = 0
+        if folder.whole:
+            for page in self.store.list_pages(folder.path):
+                requests += 1
+                objects += self._objects(page.get("Contents", []), folder.path)
+            return objects, folders, requests
+        start_after = ""
+        while True:
+            restart = ""
+            for page in self.store.list_pages(folder.path, start_after, delimiter="/"):
+                requests += 1
+                entries = sorted(
+                    [(item["Key"], item) for item in page.get("Contents", [])]
+                    + [(p["Prefix"], None) for p in page.get("CommonPrefixes", [])],
+                    key=lambda entry: entry[0],
+                )
+                for key, item in entries:
+                    if item is None:
+                        child = window.child(folder, key)
+                        if child is not None:
+                            folders.append(child)
+                    elif skip := window.skip_to(key[len(folder.path) :]):
+                        restart = folder.path + skip
+                        break
+                    else:
+                        objects += self._objects([item], folder.path)
+                if restart:
+                    break
+            if not restart:
+                return objects, folders, requests
+            start_after = restart
+
+    def _objects(self, items: builtins.list[dict], base: str) -> Iterator[SourceObject]:
+        for item in items:
             key = item["Key"]
             if key != base and not key.endswith("/"):
                 yield SourceObject(f"s3://{self.bucket}/{key}", int(item["Size"]), str(item["ETag"]).strip('"'))

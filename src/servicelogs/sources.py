@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
 from servicelogs.errors import SourceError, UsageError
+from servicelogs.listing import Folder, Window
 from servicelogs.summary import ObjectProblem
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -85,28 +86,50 @@ class LocalSource:
             raise UsageError(f"source {str(root)!r} is not a folder")
         self.root = given.resolve()
         self.unlisted: list[ObjectProblem] = []
+        self.prefixes_listed = self.list_requests = 0  # by the last listing: folders read
 
     def __str__(self) -> str:
         return self.root.as_posix()
 
-    def list(self) -> Iterator[SourceObject]:
+    def list(self, window: Window | None = None) -> Iterator[SourceObject]:
+        """Every file under the root; with a window, only the folders and names it lets through (see
+        servicelogs.listing): day folders outside it are not walked, older time-sorted names not statted."""
         self.unlisted = []
+        self.prefixes_listed = self.list_requests = 0
         seen: set[str] = set()
 
         def unreadable(e: OSError) -> None:
             self._unlisted(e.filename, f"cannot list this folder: {e.strerror}")
 
+        top = self.root.as_posix()
+        folders = {top: window.root(top + "/")} if window else {}
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable):
+            self.prefixes_listed += 1
+            self.list_requests += 1  # a folder read is one request
             dirnames.sort()
+            folder = folders.pop(dirpath, None)
+            if window and folder:
+                dirnames[:] = [name for name in dirnames if self._walks(window, folder, dirpath, name, folders)]
+            skips = window if window and folder and not folder.whole else None  # time-sorted names to skip
             for name in dirnames:
                 path = os.path.join(dirpath, name)
                 if os.path.islink(path):  # not walked (its target is walked where it lies, if inside)
                     self._check_link(path)
             for name in sorted(filenames):
+                if skips and skips.skip_to(name) is not None:
+                    continue
                 obj = self._object(os.path.join(dirpath, name))
                 if obj is not None and obj.key not in seen:
                     seen.add(obj.key)
                     yield obj
+
+    @staticmethod
+    def _walks(window: Window, folder: Folder, dirpath: str, name: str, folders: dict[str, Folder]) -> bool:
+        """Whether the window walks subfolder `name` (recorded in `folders` for when os.walk reaches it)."""
+        child = window.child(folder, f"{dirpath}/{name}/")
+        if child is not None:
+            folders[os.path.join(dirpath, name)] = child
+        return child is not None
 
     def _object(self, path: str) -> SourceObject | None:
         try:
@@ -200,8 +223,13 @@ class Source(Protocol):
     """Where objects come from; str() is its location (a resolved absolute path, or s3://bucket/prefix)."""
 
     unlisted: list[ObjectProblem]  # entries the last listing could not take (named in the summary)
+    prefixes_listed: int  # folders (S3 prefixes) the last listing read
+    list_requests: int  # and the requests it took (S3 ListObjectsV2 pages; locally one per folder)
 
-    def list(self) -> Iterator[SourceObject]: ...
+    def list(self, window: Window | None = None) -> Iterator[SourceObject]:
+        """Every object; with a window (servicelogs.listing), what it lets through: never fewer than the
+        window's days hold."""
+        ...
 
     def open(self, obj: SourceObject) -> BinaryIO: ...
 

@@ -277,17 +277,59 @@ Grammar = Delimited | HeaderDelimited | JsonRecords
 
 
 @dataclass(frozen=True)
+class DayFolders:
+    """Keys that hold their delivery day as folders below a parent folder (`.../<region>/2024/05/28/...`).
+
+    `parent` is a regex the parent folder's path (ending in `/`) matches at its end, after `/` or the start;
+    `levels` is how each folder below it is named, `{year}`, `{month}` and `{day}` standing for the digits. A
+    listing (servicelogs.listing) then asks only for the day folders a run can find new objects in."""
+
+    parent: str
+    levels: tuple[str, ...] = ("{year}", "{month}", "{day}")
+
+    def __post_init__(self) -> None:
+        _check_day_position("parent", self.parent, "/".join(self.levels))
+
+
+@dataclass(frozen=True)
+class DayNames:
+    """Keys whose object name holds the delivery day after a stem (`2019-02-06-00-00-38-...`: stem ""), so that
+    the names of one stem in a folder sort by time: a listing starts after the stem and the first day it
+    needs (S3 StartAfter) instead of reading every older name.
+
+    `stem` is a regex for what a name holds before the day; `day` how the day is written, as in DayFolders."""
+
+    stem: str = ""
+    day: str = "{year}-{month}-{day}-"
+
+    def __post_init__(self) -> None:
+        _check_day_position("stem", self.stem, self.day)
+
+
+def _check_day_position(name: str, regex: str, day: str) -> None:
+    """The day's parts come in date order, each once (listings compare them as tuples), and the regex before
+    them captures nothing (the day's parts are the only groups)."""
+    if re.findall(r"\{(year|month|day)\}", day) != ["year", "month", "day"]:
+        raise ValueError(f"a day position names {{year}}, {{month}} and {{day}} once each, in that order: {day!r}")
+    if re.compile(regex).groups:
+        raise ValueError(f"the {name} regex {regex!r} must not capture: use (?:...)")
+
+
+@dataclass(frozen=True)
 class KeyLayout:
     """How an object key names its log: a regex whose named groups give the format's key fields (such as
     account_id) and `region`, and a `template` that renders such a key (for the demo and the benchmarks).
 
     Optional groups `year`, `month` and `day` give the key's delivery date: the partition of a line whose
-    event time is null (a custom format that leaves the event-time field out)."""
+    event time is null (a custom format that leaves the event-time field out). `days` says where the delivery
+    day sits in the key's path, for listings that ask only for days that can be new (None: nowhere a listing
+    can use, so the layout's keys are listed in full)."""
 
     name: str
     pattern: str
     template: str
     example: str
+    days: DayFolders | DayNames | None = None
 
     @cached_property
     def regex(self) -> re.Pattern[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from servicelogs.errors import UsageError
@@ -44,7 +45,35 @@ def status(store: Store, table: str, last_runs: int = 5) -> dict[str, Any]:
         "pending_batches": intents,
         "staging_runs": [{"run_id": r, "alive": not store.is_dead(r, ledger.runs)} for r in staging_runs],
         "last_runs": _last_runs(store, ledger, last_runs),
+        "latest_delivery_day": state.latest_day,
+        "last_full_listing": last_full_listing(store, ledger),
     }
+
+
+def last_full_listing(store: Store, ledger: Ledger) -> dict[str, Any] | None:
+    """The newest run that listed its whole source and was not stopped (its run id and why it listed in full),
+    or None: objects delivered later than the listing window are found by such a run (servicelogs.listing)."""
+    summaries = sorted((k for k, _ in store.list(ledger.runs) if k.endswith(".json")), reverse=True)
+    for key in summaries:
+        data = store.get(key)
+        run = json.loads(data) if data else {}
+        if run.get("listing") == "full" and not run.get("error"):
+            started = _started(run["run_id"])
+            return {
+                "run_id": run["run_id"],
+                "started": started,
+                "why": run.get("listing_why", ""),
+                "source": run.get("source", ""),
+            }
+    return None
+
+
+def _started(run_id: str) -> str:
+    """When a run started, from its id (which starts with its UTC start time)."""
+    try:
+        return datetime.strptime(run_id[:15], "%Y%m%dT%H%M%S").strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return "at an unknown time"
 
 
 def _last_runs(store: Store, ledger: Ledger, n: int) -> list[dict[str, Any]]:
@@ -89,6 +118,14 @@ def status_text(s: dict[str, Any]) -> str:
         f"  commits:             {s['commits']} (checkpoint at {s['checkpoint']})",
         f"  unpublished commits: {len(s['unpublished_commits'])} (the next run publishes them)",
         f"  pending batches:     {len(s['pending_batches'])} (intents without a commit: redone by the next run)",
+        f"  latest delivery day: {s['latest_delivery_day'] or 'none recorded'} (normal runs list from it less "
+        "the late days)",
+        "  last full listing:   "
+        + (
+            f"{full['started']}, run {full['run_id']} ({full['why']})"
+            if (full := s["last_full_listing"])
+            else "none recorded (run `convert --full-listing` to find objects delivered after the window)"
+        ),
     ]
     for r in s["staging_runs"]:
         lines.append(
@@ -101,6 +138,9 @@ def status_text(s: dict[str, Any]) -> str:
             continue
         window = f"{r['since'] or '…'} to {r['until'] or '…'}" if r["since"] or r["until"] else "all dates"
         lines.append(f"      {r['format']} from {r['source']}, {window}")
+        if r.get("listing"):
+            how = f"window from {r['listing_from']}" if r["listing"] == "window" else r["listing"]
+            lines.append(f"      listing: {how} ({r['listing_why']}), {r['prefixes_listed']} prefixes")
         lines.append(
             f"      {r['objects_listed']} listed, {r['objects_new']} new, {r['objects_converted']} converted, "
             f"{r['objects_failed']} failed; {r['batches_committed']} batches, {r['rows']} rows + "

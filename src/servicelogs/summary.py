@@ -105,6 +105,14 @@ class RunSummary(Counts):
     """Objects a lake of servicelogs 0.1 named relative to its source, renamed to their full location."""
     rejects_table: str = ""
     """Where the rejects are: a table of source key, line number, raw line and reason per reject."""
+    listing: str = ""
+    """How the run listed the source: "full", or "window" (only the delivery days from `listing_from` on, see
+    servicelogs.listing); `listing_why` says why."""
+    listing_from: str = ""
+    listing_why: str = ""
+    prefixes_listed: int = 0
+    """Folders (S3 prefixes) the listing read, and the requests it took (ListObjectsV2 pages; a folder locally)."""
+    list_requests: int = 0
 
     @property
     def ok(self) -> bool:
@@ -121,6 +129,10 @@ class RunSummary(Counts):
         d["mb_per_second"] = round(self.mb_per_second, 2)
         d["ok"] = self.ok
         return d
+
+    def listing_text(self) -> str:
+        how = f"window from {self.listing_from}" if self.listing == "window" else self.listing or "full"
+        return f"{how} ({self.listing_why}): {self.prefixes_listed} prefixes, {self.list_requests} requests"
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -141,6 +153,7 @@ class RunSummary(Counts):
             f"  bytes:   {self.bytes_read / 1e6:.1f} MB read, {self.bytes_text / 1e6:.1f} MB of log text, "
             f"{self.files_written} files written",
             f"  time:    {self.seconds:.2f} s, {self.mb_per_second:.1f} MB/s of log text",
+            f"  listing: {self.listing_text()}",
         ]
         if self.rejects:
             top = Counter(self.reject_reasons).most_common(TOP_REASONS)

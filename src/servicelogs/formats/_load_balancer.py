@@ -9,7 +9,7 @@ columns as AWS's Athena DDL for that log does. Not a format (its name starts wit
 from __future__ import annotations
 
 from servicelogs.formats._common import one
-from servicelogs.spec import Field, ForeignLine, Split, Token
+from servicelogs.spec import DayFolders, Field, ForeignLine, Split, Token
 from servicelogs.types import BIGINT, DOUBLE, INT, STRING
 
 SECONDS = (
@@ -18,6 +18,8 @@ SECONDS = (
 )
 DATE_PATH = r"\d{4}/\d{2}/\d{2}"
 """The YYYY/MM/DD folders of the AWSLogs/<account>/elasticloadbalancing/<region>/ key layout."""
+DAYS = DayFolders(r"AWSLogs/\d{12}/elasticloadbalancing/[a-z0-9-]+/")
+"""Where those folders are: below each account's region folder."""
 
 ENABLE_ACCESS_LOG = ForeignLine(
     r"^Enable AccessLog for ELB: ", "the test line ELB writes when access logging is enabled, not a request"

@@ -12,6 +12,7 @@ so existing queries keep working.
 from servicelogs.formats._common import one
 from servicelogs.formats._load_balancer import (
     DATE_PATH,
+    DAYS,
     ENABLE_ACCESS_LOG,
     byte_counts,
     host_port,
@@ -135,6 +136,7 @@ FORMAT = LogFormat(
             "{account_id}_elasticloadbalancing_{region}_app.{name}.{id}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log.gz",
             "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/05/28/"
             "123456789012_elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20240528T0815Z_198.51.100.7_2hr0hy7n.log.gz",
+            days=DAYS,
         ),
         KeyLayout(
             "file name only",

@@ -18,6 +18,7 @@ rejects that say so.
 """
 
 from servicelogs.spec import (
+    DayNames,
     Example,
     Field,
     ForeignLine,
@@ -134,6 +135,7 @@ FORMAT = LogFormat(
             rf"{_NAME}$",
             "{prefix}{distribution_id}.{year}-{month}-{day}-{hour}.{id}.gz",
             "cloudfront/EMLARXS9EXAMPLE.2019-11-14-20.RT4KCN4SGK9.gz",
+            days=DayNames(r"[^/]*?E[A-Z0-9]+\."),
         ),
     ),
     key_fields=(Field("distribution_id", STRING, "CloudFront distribution id, from the object name."),),

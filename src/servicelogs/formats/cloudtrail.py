@@ -18,6 +18,7 @@ subscription payload is rejected with a reason (its events are JSON-encoded stri
 
 from servicelogs.spec import (
     ACCOUNT_ID,
+    DayFolders,
     Example,
     Field,
     ForeignLine,
@@ -152,6 +153,7 @@ KEYS = (
 )
 
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)"
+_REGION_PATH = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 _NAME = r"\d{12}_CloudTrail(?:-Insight)?_[a-z0-9-]+_\d{8}T\d{4}Z_[A-Za-z0-9]+\.json(?:\.gz)?"
 _NAME_EXAMPLE = "123456789012_CloudTrail_us-east-2_20150801T0210Z_Mu0KsOhtH1ar15ZZ.json.gz"
 ORG_ID = Field("org_id", STRING, "AWS Organizations id (o-…) of an organization trail, from the object key.")
@@ -189,6 +191,7 @@ FORMAT = LogFormat(
             "AWSLogs/{account_id}/CloudTrail/{region}/{year}/{month}/{day}/"
             "{account_id}_CloudTrail_{region}_{year}{month}{day}T{hour}{minute}Z_{nonce}.json.gz",
             f"AWSLogs/o-exampleorgid/123456789012/CloudTrail/us-east-2/2015/08/01/{_NAME_EXAMPLE}",
+            days=DayFolders(rf"AWSLogs/(?:o-[a-z0-9]{{10,32}}/)?\d{{12}}/CloudTrail(?:-Insight)?/{_REGION_PATH}/"),
         ),
     ),
     ignored_keys=(

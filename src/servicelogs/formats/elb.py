@@ -15,6 +15,7 @@ unquoted fields that close the line. Column names follow the Athena DDL AWS publ
 from servicelogs.formats._common import one
 from servicelogs.formats._load_balancer import (
     DATE_PATH,
+    DAYS,
     ENABLE_ACCESS_LOG,
     byte_counts,
     host_port,
@@ -101,6 +102,7 @@ FORMAT = LogFormat(
             "{account_id}_elasticloadbalancing_{region}_{name}_{year}{month}{day}T{hour}{minute}Z_{ip}_{nonce}.log",
             "AWSLogs/123456789012/elasticloadbalancing/us-west-2/2014/02/15/"
             "123456789012_elasticloadbalancing_us-west-2_my-loadbalancer_20140215T2340Z_172.160.001.192_20sg8hgm.log",
+            days=DAYS,
         ),
         KeyLayout(
             "file name only",

@@ -14,7 +14,17 @@ the Athena DDL AWS publishes for these logs (bucketowner, requestdatetime, https
 """
 
 from servicelogs.formats._common import one
-from servicelogs.spec import Delimited, Example, Field, Generation, KeyLayout, LogFormat, Token
+from servicelogs.spec import (
+    DayFolders,
+    DayNames,
+    Delimited,
+    Example,
+    Field,
+    Generation,
+    KeyLayout,
+    LogFormat,
+    Token,
+)
 from servicelogs.types import BIGINT, INT, TIMESTAMP
 
 # Field generations, oldest first, named by field count. `appeared` is approximate (first seen in the AWS
@@ -95,12 +105,14 @@ FORMAT = LogFormat(
             "{prefix}{account_id}/{region}/{bucket}/{year}/{month}/{day}/"
             "{year}-{month}-{day}-{hour}-{minute}-{second}-{unique}",
             "s3-logs/123456789012/us-west-1/amzn-s3-demo-bucket1/2019/02/06/2019-02-06-00-00-38-0A1B2C3D4E5F6A7B",
+            days=DayFolders(r"\d{12}/[a-z0-9-]+/[^/]+/"),
         ),
         KeyLayout(
             "simple prefix",
             rf"(?:^|/)[^/]*{_STAMP}$",
             "{prefix}{year}-{month}-{day}-{hour}-{minute}-{second}-{unique}",
             "s3-logs/2019-02-06-00-00-38-0A1B2C3D4E5F6A7B",
+            days=DayNames(r"[^/]*?"),
         ),
     ),
     examples=(

@@ -19,6 +19,7 @@ field, `record_region` here, because `region` is the partition column from the o
 
 from servicelogs.spec import (
     EPOCH_SECONDS,
+    DayFolders,
     Example,
     Field,
     ForeignLine,
@@ -157,6 +158,7 @@ FORMAT = LogFormat(
             "{account_id}_vpcflowlogs_{region}_fl-{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/05/28/"
             "123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
+            days=DayFolders(r"AWSLogs/\d{12}/vpcflowlogs/[a-z0-9-]+/"),
         ),
         KeyLayout(
             "hive-compatible",
@@ -168,6 +170,10 @@ FORMAT = LogFormat(
             "{account_id}_vpcflowlogs_{region}_fl-{flow_log_id}_{year}{month}{day}T{hour}{minute}Z_{hash}.log.gz",
             "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
             "year=2024/month=05/day=28/123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240528T0815Z_fe123456.log.gz",
+            days=DayFolders(
+                r"AWSLogs/aws-account-id=\d{12}/aws-service=vpcflowlogs/aws-region=[a-z0-9-]+/",
+                ("year={year}", "month={month}", "day={day}"),
+            ),
         ),
         KeyLayout(
             "file name only",
