@@ -240,6 +240,9 @@ def main() -> None:
     parser.add_argument("--object-mb", type=float, default=8.0, help="MB of log text per object (AWS: often < 1)")
     parser.add_argument("--only", choices=("servicelogs", "duckdb", "chdb"))
     parser.add_argument(
+        "--src", type=Path, help="run servicelogs from this source tree (a copy of an older src/, to compare)"
+    )
+    parser.add_argument(
         "--templates-only", action="store_true", help="lines as the templates wrote them (times moved), no VARIATIONS"
     )
     args = parser.parse_args()
@@ -254,7 +257,9 @@ def main() -> None:
         target = root / "servicelogs-target"
         shutil.rmtree(target, ignore_errors=True)
         exe = [sys.executable, "-m", "servicelogs"]
-        m = measure([*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"])
+        env = {**os.environ, "PYTHONPATH": str(args.src.resolve())} if args.src else None
+        command = [*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"]
+        m = measure(command, env)
         rows.append(("servicelogs convert", m))
     if args.only in (None, "duckdb"):
         target = root / "duckdb-target"
