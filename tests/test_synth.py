@@ -114,7 +114,7 @@ def test_each_kind_keeps_the_shape_of_the_value_it_replaces() -> None:
     urls = Url()(pa.array(["GET http://www.example.com:80/ HTTP/1.1", "- - - ", "photos/2019/puppy.jpg"] * 30), draw)
     assert all(re.fullmatch(r"GET http://www\.example\.com:80/[^ ]+ HTTP/1\.1", v) for v in urls.to_pylist()[::3])
     assert urls.to_pylist()[1::3] == ["- - - "] * 30
-    assert all("/" in v and not v.startswith("/") for v in urls.to_pylist()[2::3])
+    assert all(not v.startswith("/") for v in urls.to_pylist()[2::3]) and len(set(urls.to_pylist()[2::3])) > 20
 
 
 def test_a_quoted_field_is_varied_inside_its_quotes_and_the_null_token_is_kept() -> None:
