@@ -326,7 +326,7 @@ class Url(Variation):
             r"^(?P<pre>(?:[A-Z]+ )?(?:[a-z][a-z0-9+.-]*://[^/\s]+)?)(?P<path>[^?\s]*/[^?\s]*)"
             r"(?P<query>\?[^\s]*)?(?P<post>.*)$",
         )
-        field = parts.field  # type: ignore[attr-defined]  # a StructArray
+        field = parts.field  # a StructArray's
         pre, path, query, post = (pc.fill_null(field(name), "") for name in ("pre", "path", "query", "post"))
         leaf = pc.binary_join_element_wise(_strings(rng.integers(1, 10**6, n)), _words(rng, n, _EXTENSIONS), "")
         new_path = pc.binary_join_element_wise(
@@ -480,11 +480,11 @@ class _Pool:
         self.index_in_layout = np.zeros(len(lines), np.int64)
         self.layouts: list[_Layout] = []
         separator = grammar.delimiter if isinstance(grammar, Delimited | HeaderDelimited) else ""
-        for k, (names, members) in enumerate(shapes.items()):
+        for k, (shape, members) in enumerate(shapes.items()):
             self.layout_of[members] = k
             self.index_in_layout[members] = np.arange(len(members))
-            columns = [pa.array([split[i][j] for i in members], pa.string()) for j in range(len(names))]
-            self.layouts.append(_Layout(list(names), columns, separator))
+            columns = [pa.array([split[i][j] for i in members], pa.string()) for j in range(len(shape))]
+            self.layouts.append(_Layout(list(shape), columns, separator))
 
 
 def _fields(grammar: object, line: str, preamble: Sequence[str]) -> tuple[list[str], list[str | None]]:
@@ -527,6 +527,7 @@ def _pieces(line: str, delimiter: str, quote: str | None) -> list[str]:
 
 def _varied(values: pa.Array, kind: Variation, draw: Draw, quote: str | None) -> pa.Array:
     """`kind` over a column: a quoted value is varied inside its quotes; "-" and "" are kept."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     inner = values
@@ -537,7 +538,7 @@ def _varied(values: pa.Array, kind: Variation, draw: Draw, quote: str | None) ->
             inner = pc.if_else(quoted, pc.utf8_slice_codeunits(values, 1, -1), values)
         else:
             quoted = None
-    kept = pc.is_in(inner, pc.cast(["-", ""], "string"))  # type: ignore[arg-type]
+    kept = pc.is_in(inner, pa.array(["-", ""]))
     new = pc.if_else(kept, inner, kind(_compact(inner), draw))
     return new if quoted is None else pc.if_else(quoted, pc.binary_join_element_wise(quote, new, quote, ""), new)
 
@@ -555,7 +556,7 @@ def _json_varied(records: pa.Array, variations: Variations, draw: Draw) -> pa.Ar
 
     for key, kind in variations.items():
         parts = pc.extract_regex(records, rf'^(?P<pre>.*?"{re.escape(key)}":")(?P<value>[^"\\]*)(?P<post>".*)$')
-        field = parts.field  # type: ignore[attr-defined]
+        field = parts.field
         value = pc.fill_null(field("value"), "")
         new = pc.binary_join_element_wise(field("pre"), _varied(value, kind, draw, None), field("post"), "")
         records = pc.if_else(parts.is_valid(), new, records)
@@ -581,7 +582,7 @@ def _object_lines(pool: _Pool, n: int, variations: Variations, draw: Draw, quote
             values = column.take(take)
             if name == _JSON:
                 values = _json_varied(values, variations, draw)
-            elif name in variations:
+            elif name is not None and name in variations:
                 values = _varied(values, variations[name], draw, quote)
             columns.append(values)
         parts.append(columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, layout.separator))
