@@ -66,7 +66,7 @@ CARDINALITY_SAMPLE_ROWS = 2048
 """Rows of a file's first batch whose distinct values decide which of its columns are dictionary-encoded."""
 MOSTLY_DISTINCT = 0.9
 """A sample with more distinct values than this share: the column is written plain. A sample sees fewer
-repeats than the whole file (VPC flow times: 78 % distinct in 2048 rows, a dictionary still pays over the
+repeats than the whole file (flow log times: 78 % distinct in 2048 rows, a dictionary still pays over the
 file); ids and microsecond times are all distinct."""
 
 
