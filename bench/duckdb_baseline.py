@@ -99,14 +99,15 @@ COPY (
 """
 
 
+def header_names(grammar: HeaderDelimited, header: list[str]) -> list[str]:
+    """The token names the objects' header lines give, in order."""
+    return next(m.group("names").split() for line in header if (m := grammar.header_regex.match(line)))
+
+
 def _header_defined_sql(fmt: LogFormat, source: Path, target: Path, threads: int, header: list[str]) -> str:
     grammar = fmt.grammar
     assert isinstance(grammar, HeaderDelimited)
-    names = next(
-        grammar.header_regex.match(line).group("names").split()
-        for line in header  # type: ignore[union-attr]
-        if grammar.header_regex.match(line)
-    )
+    names = header_names(grammar, header)
     columns = ", ".join(f"'t{i}': 'VARCHAR'" for i in range(len(names)))
     position = {name: f"t{i}" for i, name in enumerate(names)}
     selects = []

@@ -1,11 +1,14 @@
 """Throughput of `servicelogs convert` against the plain DuckDB pipeline a user would write, on one corpus.
 
-    python bench/throughput.py alb --mb 1000 [--workers 2] [--object-mb 8]
+    python bench/throughput.py alb --mb 1000 [--workers 2] [--object-mb 8] [--templates-only] [--only chdb]
 
 Generates (once, cached under bench/out/) a corpus of real sample lines in the AWS key layout, gzipped, over
-several regions and days; then runs, each in its own process, on the same files:
+several regions and days, with the id-like, address-like and free-text fields drawn anew on every line
+(VARIATIONS below; `--templates-only`: the template lines as they are, times moved); then runs, each in its own
+process, on the same files:
   servicelogs  `servicelogs convert FORMAT SRC DST`
   duckdb       read_csv of the lines (the format's delimiter and quote) + typed casts + COPY … PARTITION_BY
+  chdb         ClickHouse's CSV reader (chDB) + to*OrNull casts + INSERT INTO FUNCTION file(…) PARTITION BY
 and prints MB/s of uncompressed log text (wall), MB per CPU-second, and peak RSS (largest process, and the
 whole process tree sampled every 50 ms). Timings are for reading, not for asserting: no test depends on them.
 """
@@ -29,7 +32,10 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "tests" / "fixtures"
 sys.path.insert(0, str(HERE))
 
+from chdb_baseline import chdb_sql  # noqa: E402
 from duckdb_baseline import baseline_sql  # noqa: E402
+
+from servicelogs.synth import Address, Digits, Id, Query, Time, Url, UserAgent, Variation  # noqa: E402
 
 # Template groups per format: each generated object draws its lines from one group, as a real object holds one
 # field layout. Files are the repository's own fixtures (real lines, provenance in their README): (file, the
@@ -49,6 +55,76 @@ TEMPLATES: dict[str, list[tuple[str, slice, int]]] = {
         # the doc example's last line has a stray double space (a reject, tested elsewhere): not a template
         ("vpc_flow/awsdocs-amazon-vpc-user-guide-flow-logs-records-examples-custom-v3-tcp-flags.log", slice(0, 7), 1),
     ],
+}
+
+
+# Which fields get a fresh value on every line, and of which kind (servicelogs.synth): the id-like and address-like
+# fields of each format, its URLs, user agents, byte counts and times, so columns have the cardinality of real
+# logs. Keys are the names the format's lines give a field (grammar token names, header names, JSON keys).
+PUBLIC = Address(pool=1 << 20)  # clients: a million addresses, ephemeral ports
+PRIVATE = Address(pool=512, first=10, ports=(80, 443, 3000, 8000, 8080, 8443, 9000))  # targets in a VPC
+VARIATIONS: dict[str, dict[str, Variation]] = {
+    "alb": {
+        "time": Time(),
+        "client:port": PUBLIC,
+        "target:port": PRIVATE,
+        **dict.fromkeys(["request_processing_time", "target_processing_time", "response_processing_time"], Digits()),
+        **dict.fromkeys(["received_bytes", "sent_bytes"], Digits()),
+        "request": Url(),
+        "user_agent": UserAgent(),
+        "trace_id": Id(),
+        "request_creation_time": Time(),
+        "target_port_list": PRIVATE,
+        "conn_trace_id": Id(),
+    },
+    "elb": {
+        "timestamp": Time(),
+        "client:port": PUBLIC,
+        "backend:port": PRIVATE,
+        **dict.fromkeys(["request_processing_time", "backend_processing_time", "client_response_time"], Digits()),
+        **dict.fromkeys(["received_bytes", "sent_bytes"], Digits()),
+        "request": Url(),
+        "user_agent": UserAgent(),
+    },
+    "s3_access": {
+        "time": Time("[%d/%b/%Y:%H:%M:%S"),  # the first of its two pieces; the second is "+0000]"
+        "remoteip": PUBLIC,
+        "requestid": Id(),
+        "key": Url(),
+        "request_uri": Url(),
+        **dict.fromkeys(["bytessent", "objectsize", "totaltime", "turnaroundtime"], Digits()),
+        "useragent": UserAgent(),
+        "hostid": Id(),
+    },
+    "cloudfront": {
+        "date": Time("%Y-%m-%d"),
+        "time": Time("%H:%M:%S"),
+        "sc-bytes": Digits(),
+        "c-ip": PUBLIC,
+        "cs-uri-stem": Url(),
+        "cs(User-Agent)": UserAgent(encoded=True),
+        "cs-uri-query": Query(),
+        "x-edge-request-id": Id(),
+        **dict.fromkeys(["cs-bytes", "time-taken", "time-to-first-byte", "sc-content-len"], Digits()),
+        "c-port": Digits(),
+        "x-forwarded-for": PUBLIC,
+    },
+    "vpc_flow": {
+        # One side of a flow is the interface's own address, the other anyone's.
+        **dict.fromkeys(["srcaddr", "pkt-srcaddr"], PUBLIC),
+        **dict.fromkeys(["dstaddr", "pkt-dstaddr"], PRIVATE),
+        **dict.fromkeys(["srcport", "packets", "bytes"], Digits()),
+    },
+    "cloudtrail": {
+        "eventTime": Time(),
+        "sourceIPAddress": PUBLIC,
+        "userAgent": UserAgent(),
+        "requestID": Id(),
+        "eventID": Id(),
+        "accessKeyId": Id(),
+        "principalId": Id(),
+        "sharedEventID": Id(),
+    },
 }
 
 
@@ -73,12 +149,15 @@ def template_groups(fmt: str) -> tuple[list[list[str]], list[list[str]]]:
     return groups, preambles
 
 
-def corpus(fmt_name: str, megabytes: float, object_megabytes: float = 8.0) -> Path:
+def corpus(fmt_name: str, megabytes: float, object_megabytes: float = 8.0, templates_only: bool = False) -> Path:
+    """The corpus's folder (generated once): fields varied line by line (VARIATIONS), or the template lines
+    with their times moved (`templates_only`, the corpora of the figures before 2026-12-02)."""
     from servicelogs import formats
     from servicelogs.synth import write_corpus
 
     size = "" if object_megabytes == 8.0 else f"-objects-{object_megabytes:g}mb"
-    out = HERE / "out" / f"{fmt_name}-{megabytes:g}mb{size}"
+    kind = "templates" if templates_only else "varied"
+    out = HERE / "out" / f"{fmt_name}-{megabytes:g}mb{size}-{kind}"
     done = out / ".complete"
     if not done.exists():
         shutil.rmtree(out, ignore_errors=True)
@@ -90,6 +169,7 @@ def corpus(fmt_name: str, megabytes: float, object_megabytes: float = 8.0) -> Pa
             megabytes,
             groups,
             preambles=preambles,
+            variations=None if templates_only else VARIATIONS[fmt_name],
             object_megabytes=object_megabytes,
             **framing,
         )
@@ -158,10 +238,16 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=1000, help="MB of uncompressed log text to generate")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--object-mb", type=float, default=8.0, help="MB of log text per object (AWS: often < 1)")
-    parser.add_argument("--only", choices=("servicelogs", "duckdb"))
+    parser.add_argument("--only", choices=("servicelogs", "duckdb", "chdb"))
+    parser.add_argument(
+        "--src", type=Path, help="run servicelogs from this source tree (a copy of an older src/, to compare)"
+    )
+    parser.add_argument(
+        "--templates-only", action="store_true", help="lines as the templates wrote them (times moved), no VARIATIONS"
+    )
     args = parser.parse_args()
 
-    root = corpus(args.format, args.mb, args.object_mb)
+    root = corpus(args.format, args.mb, args.object_mb, args.templates_only)
     source = root / "source"
     text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({(root / '.complete').read_text().strip()})")
@@ -171,7 +257,9 @@ def main() -> None:
         target = root / "servicelogs-target"
         shutil.rmtree(target, ignore_errors=True)
         exe = [sys.executable, "-m", "servicelogs"]
-        m = measure([*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"])
+        env = {**os.environ, "PYTHONPATH": str(args.src.resolve())} if args.src else None
+        command = [*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"]
+        m = measure(command, env)
         rows.append(("servicelogs convert", m))
     if args.only in (None, "duckdb"):
         target = root / "duckdb-target"
@@ -180,6 +268,13 @@ def main() -> None:
         script = baseline_sql(args.format, source, target, args.workers, header)
         m = measure([sys.executable, "-c", f"import duckdb; duckdb.sql({script!r})"])
         rows.append(("duckdb read_json + COPY" if args.format in JSON_RECORDS else "duckdb read_csv + COPY", m))
+    if args.only in (None, "chdb"):
+        target = root / "chdb-target"
+        shutil.rmtree(target, ignore_errors=True)
+        header = template_groups(args.format)[1][0]
+        script = chdb_sql(args.format, source, target, args.workers, header)
+        m = measure([sys.executable, "-c", f"import chdb; chdb.query({script!r})"])
+        rows.append(("chdb RawBLOB + INSERT" if args.format in JSON_RECORDS else "chdb CSV + INSERT", m))
 
     print(
         f"{'pipeline':26} {'wall s':>8} {'MB/s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'max RSS MB':>11} {'tree RSS MB':>12}"
@@ -189,8 +284,10 @@ def main() -> None:
             f"{name:26} {m.wall:8.2f} {text_mb / m.wall:8.1f} {m.cpu:8.2f} {text_mb / m.cpu:9.1f} "
             f"{m.max_rss_mb:11.0f} {m.tree_rss_mb:12.0f}"
         )
-    if len(rows) == 2:
-        print(f"\nservicelogs / duckdb, MB per CPU-second: {rows[1][1].cpu / rows[0][1].cpu:.2f}x")
+    if rows[0][0].startswith("servicelogs"):
+        for name, m in rows[1:]:
+            print(f"\nservicelogs / {name.split()[0]}, MB per CPU-second: {m.cpu / rows[0][1].cpu:.2f}x", end="")
+        print()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from servicelogs import crash
 from servicelogs.errors import StorageError
-from servicelogs.render.arrow import column_encodings
+from servicelogs.render.arrow import column_encodings, dictionary_columns, statistics_columns
 
 ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
 BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one batch
@@ -120,25 +120,24 @@ class PartitionedWriter:
             self._write(partition, path, tables)
 
     def _write(self, partition: str, path: Path, tables: list[pa.Table]) -> None:
+        # One dictionary per column for the whole write: chunks of several objects, each with a dictionary of
+        # its own, would make the writer re-encode the column row by row.
+        table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema).unify_dictionaries()
         writer = self._writers.get(partition)
         if writer is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             crash.point(f"create {path.name} in {partition or '.'}")
             encodings = column_encodings(self.schema)
+            options = {
+                "write_statistics": statistics_columns(self.schema),
+                "use_dictionary": dictionary_columns(table),
+                "column_encoding": encodings or None,
+            }
             self._files[partition] = _CountingFile(path)
             writer = pq.ParquetWriter(
-                self._files[partition],
-                self.schema,
-                compression="zstd",
-                compression_level=1,
-                write_statistics=True,
-                use_dictionary=[name for name in self.schema.names if name not in encodings],
-                column_encoding=encodings or None,
+                self._files[partition], self.schema, compression="zstd", compression_level=1, **options
             )
             self._writers[partition] = writer
-        # One dictionary per column for the whole write: chunks of several objects, each with a dictionary of
-        # its own, would make the writer re-encode the column row by row.
-        table = pa.concat_tables(tables).select(self.schema.names).cast(self.schema).unify_dictionaries()
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.rows_written += table.num_rows
 
@@ -157,10 +156,11 @@ class PartitionedWriter:
         return written
 
     def abort(self) -> None:
-        for writer, file in zip(self._writers.values(), self._files.values(), strict=True):
+        for writer in self._writers.values():
             with contextlib.suppress(OSError, ValueError):
                 writer.close()
             writer.is_open = False  # else pyarrow closes it again when collected, and prints the error again
+        for file in self._files.values():  # a file whose writer failed to start has none
             with contextlib.suppress(OSError, ValueError):
                 file.close()
         self._writers.clear()
