@@ -120,7 +120,8 @@ def main() -> None:
                     shutil.rmtree(out, ignore_errors=True)
                     print(
                         f"  {label:12} {m.wall:7.2f} s  {objects / m.wall:8.1f} objects/s  "
-                        f"{text_mb / m.wall:7.1f} MB/s  CPU {m.cpu:6.2f} s  max RSS {m.max_rss_mb:4.0f} MB  tree RSS {m.tree_rss_mb:4.0f} MB",
+                        f"{text_mb / m.wall:7.1f} MB/s  CPU {m.cpu:6.2f} s  "
+                        f"max RSS {m.max_rss_mb:4.0f} MB  tree RSS {m.tree_rss_mb:4.0f} MB",
                         flush=True,
                     )
     finally:
