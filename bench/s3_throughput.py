@@ -8,7 +8,8 @@ differ only by the latency). The objects are S3 server access logs made by bench
 (cached under bench/out/): `--small` objects of ~2.4 KB and `--large` objects of `--large-mb` MB. Each run is
 its own `servicelogs convert` process writing to a fresh local folder (`--target s3`: a fresh prefix of an S3
 bucket behind the same proxy); the local-disk figure converts the same files from their folder. Wall time
-covers the whole command (listing, reading, ledger, staging, commit); MB are of log text.
+covers the whole command (listing, reading, ledger, staging, commit); MB are of log text. `--mode read`
+times only listing and reading every object (the batch's read-ahead, no parsing), in its own process.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ def upload(client, bucket: str, source: Path) -> tuple[int, int]:  # type: ignor
         return len(files), sum(pool.map(put, files))
 
 
+READ_ONLY = """
+import sys
+from servicelogs.s3 import S3Source
+source = S3Source(sys.argv[1], sys.argv[2])
+objects = list(source.list())
+try:
+    from servicelogs.prefetch import prefetched
+except ImportError:  # the code before the read-ahead: one object at a time
+    opened = [(obj, lambda obj=obj: source.open(obj)) for obj in objects]
+else:
+    opened = prefetched(source, objects)
+for obj, open_raw in opened:
+    with open_raw() as stream:
+        assert len(stream.read()) == obj.size
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=10000, help="small objects (~2.4 KB each; 0: none)")
@@ -82,6 +100,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--target", choices=("local", "s3"), default="local")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--mode", choices=("convert", "read"), default="convert", help="read: list and read every object, no parsing"
+    )
     args = parser.parse_args()
 
     import boto3
@@ -107,11 +128,15 @@ def main() -> None:
             text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
             print(f"{name}: {objects} objects, {stored / 1e6:.1f} MB stored, {text_mb:.1f} MB of text", flush=True)
             for round_ in range(args.rounds):
-                runs = [(f"S3 +{d:g} ms", d) for d in delays] + [("local disk", None)]
+                runs = [(f"S3 +{d:g} ms", d) for d in delays]
+                runs += [("local disk", None)] if args.mode == "convert" else []
                 for label, delay in runs:
                     out = scratch / f"{name}-{round_}-{label.replace(' ', '_')}"
                     if delay is None:
                         cmd = [*exe, str(root / "source"), str(out), *common]
+                    elif args.mode == "read":
+                        proxy.delay = delay / 1000
+                        cmd = [sys.executable, "-c", READ_ONLY, f"s3://{name}", endpoint]
                     else:
                         proxy.delay = delay / 1000
                         target = f"s3://lake/{out.name}" if args.target == "s3" else str(out)
