@@ -19,13 +19,14 @@ SERVICELOGS_READ_THREADS (16 reads in flight at most).
 from __future__ import annotations
 
 import collections
+import functools
 import io
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
 
-from servicelogs.sources import SourceObject, _limit
+from servicelogs.sources import Source, SourceObject, _limit
 
 READ_AHEAD_BYTES = _limit("SERVICELOGS_READ_AHEAD_BYTES", 64 << 20)
 PART_BYTES = _limit("SERVICELOGS_READ_PART_BYTES", 8 << 20)
@@ -42,7 +43,7 @@ class RangedSource(Protocol):
 
 
 def prefetched(
-    source: object,
+    source: Source,
     objects: Iterable[SourceObject],
     max_bytes: int | None = None,
     part_bytes: int | None = None,
@@ -51,18 +52,13 @@ def prefetched(
     """Each object with an opener over its bytes, in order; read ahead within `max_bytes` when the source
     reads ranges. An opener is called once, after the previous object's stream is done with."""
     if not isinstance(source, RangedSource):
-        opened = cast(Any, source).open
         for obj in objects:
-            yield obj, _bind(opened, obj)
+            yield obj, functools.partial(source.open, obj)
         return
     budget = max_bytes or READ_AHEAD_BYTES
     part = max(1, min(part_bytes or PART_BYTES, budget))
     with ReadAhead(source, budget, part, threads or READ_THREADS) as reader:
         yield from reader.openers(objects)
-
-
-def _bind(opened: Callable[[SourceObject], BinaryIO], obj: SourceObject) -> RawOpener:
-    return lambda: opened(obj)
 
 
 @dataclass
