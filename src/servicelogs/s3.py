@@ -9,7 +9,9 @@ atomic; a retried conditional PUT whose first attempt did land is recognised by 
 the object back and compares).
 
 A batch's source objects are read ahead with `S3Source.read_range` (servicelogs.prefetch: ranged GETs from
-a thread pool, within a budget of bytes). Tuning by environment (tests shrink them): SERVICELOGS_S3_ATTEMPTS (6), SERVICELOGS_S3_BACKOFF
+a thread pool, within a budget of bytes).
+
+Tuning by environment (tests shrink them): SERVICELOGS_S3_ATTEMPTS (6), SERVICELOGS_S3_BACKOFF
 (0.2 s, doubled per attempt, capped at 10 s), SERVICELOGS_S3_TIMEOUT (60 s read timeout),
 SERVICELOGS_S3_PART_MB (64: files above it go up in parts of that size), SERVICELOGS_LEASE_SECONDS
 (600: a run whose lease is older is taken for dead: it is fenced in the ledger, then its staging and
