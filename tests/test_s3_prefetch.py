@@ -261,3 +261,47 @@ def test_an_object_that_cannot_be_read_fails_alone_in_a_convert(s3, tmp_path: Pa
 
 def _text(data: bytes) -> bytes:
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+class InMemory:
+    """A ranged source over bytes in memory (a unit-test fake: the S3 tests above are the real thing); reads of
+    `broken` (key, start) fail as S3Source's do."""
+
+    def __init__(self, objects: dict[str, bytes], broken: tuple[str, int] = ("", -1)) -> None:
+        self.objects, self.broken = objects, broken
+        self.unlisted: list = []
+
+    def listing(self) -> list[SourceObject]:
+        return [SourceObject(k, len(v), "") for k, v in self.objects.items()]
+
+    def read_range(self, obj: SourceObject, start: int, end: int) -> bytes:
+        if (obj.key, start) == self.broken:
+            raise SourceError(obj.key, f"S3 GetObject {obj.key}: InternalError (gave up after 4 attempts)")
+        return self.objects[obj.key][start:end]
+
+
+def test_objects_left_unread_or_half_read_give_their_bytes_back() -> None:
+    objects = {f"o{i}": bytes([i]) * size for i, size in enumerate([5000, 30_000, 10, 30_000, 7000, 1])}
+    source = InMemory(objects)
+    with ReadAhead(source, 12_000, 4000, threads=3) as reader:
+        got = {}
+        for n, (obj, opened) in enumerate(reader.openers(source.listing())):
+            if n == 1:
+                continue  # never opened
+            with opened() as stream:
+                got[obj.key] = stream.read(4500 if n == 3 else -1)  # the second large one: a part and a bit
+        assert reader.reserved == 0 and reader.peak <= 12_000
+    assert got == {k: v[:4500] if k == "o3" else v for k, v in objects.items() if k != "o1"}
+
+
+def test_a_part_that_fails_mid_object_fails_that_object_alone() -> None:
+    objects = {"a": b"x" * 9000, "b": b"y" * 9000, "c": b"z" * 100}
+    source = InMemory(objects, broken=("b", 4000))
+    outcome = {}
+    for obj, opened in prefetched(source, source.listing(), max_bytes=8000, part_bytes=4000, threads=2):
+        try:
+            with opened() as stream:
+                outcome[obj.key] = len(stream.read())
+        except SourceError as e:
+            outcome[obj.key] = e.reason
+    assert outcome == {"a": 9000, "b": "S3 GetObject b: InternalError (gave up after 4 attempts)", "c": 100}
