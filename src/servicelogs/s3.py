@@ -8,6 +8,9 @@ StorageError naming the operation and the key. Conditional writes (If-None-Match
 atomic; a retried conditional PUT whose first attempt did land is recognised by the ledger (it reads
 the object back and compares).
 
+A batch's source objects are read ahead with `S3Source.read_range` (servicelogs.prefetch: ranged GETs from
+a thread pool, within a budget of bytes).
+
 Tuning by environment (tests shrink them): SERVICELOGS_S3_ATTEMPTS (6), SERVICELOGS_S3_BACKOFF
 (0.2 s, doubled per attempt, capped at 10 s), SERVICELOGS_S3_TIMEOUT (60 s read timeout),
 SERVICELOGS_S3_PART_MB (64: files above it go up in parts of that size), SERVICELOGS_LEASE_SECONDS
@@ -40,7 +43,7 @@ import boto3
 import botocore.exceptions as bex
 from botocore.config import Config
 
-from servicelogs import crash
+from servicelogs import crash, prefetch
 from servicelogs.errors import SourceError, StorageError, UsageError
 from servicelogs.listing import Folder, Window
 from servicelogs.sources import SourceObject
@@ -75,6 +78,9 @@ def split_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
+_CLIENT_LOCK = threading.Lock()  # guards the making of clients (and S3Source's read count)
+
+
 class _Client:
     """A lazily created boto3 client (picklable, so it can travel to worker processes) with retries."""
 
@@ -87,16 +93,19 @@ class _Client:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            timeout = _env_float("SERVICELOGS_S3_TIMEOUT", 60)
-            config = Config(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=min(timeout, 10),
-                read_timeout=timeout,
-                s3={"addressing_style": "path"} if self.endpoint_url else {},
-            )
-            self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
-        return self._client
+        """The boto3 client (thread-safe once made; made once, under a lock, as the read-ahead's threads ask)."""
+        with _CLIENT_LOCK:
+            if self._client is None:
+                timeout = _env_float("SERVICELOGS_S3_TIMEOUT", 60)
+                config = Config(
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    connect_timeout=min(timeout, 10),
+                    read_timeout=timeout,
+                    s3={"addressing_style": "path"} if self.endpoint_url else {},
+                    max_pool_connections=max(10, prefetch.READ_THREADS + 2),  # the reads in flight, and a write
+                )
+                self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+            return self._client
 
     def call(self, operation: str, key: str, fn: Callable[..., T], **kwargs: Any) -> T:
         """`fn(**kwargs)` with retries; raises StorageError("S3 <operation> s3://...", ...) at the end."""
@@ -557,8 +566,37 @@ class S3Source:
                 yield SourceObject(f"s3://{self.bucket}/{key}", int(item["Size"]), str(item["ETag"]).strip('"'))
 
     def open(self, obj: SourceObject) -> BinaryIO:
+        """A streamed read of the whole object (a batch reads ahead with `read_range` instead)."""
         self.bodies_opened += 1
         return io.BufferedReader(_ResumingBody(self.store, obj), buffer_size=1 << 20)
+
+    def read_range(self, obj: SourceObject, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object, pinned to the ETag the listing saw (If-Match), so a rewritten
+        object fails instead of mixing versions; a read that breaks is retried whole (prefetch.ReadAhead
+        calls this from its threads)."""
+        bucket_key = obj.key[len(f"s3://{self.bucket}/") :]
+
+        def read() -> bytes:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": bucket_key}
+            if obj.etag:
+                kwargs["IfMatch"] = obj.etag
+            if (start, end) != (0, obj.size):
+                kwargs["Range"] = f"bytes={start}-{end - 1}"
+            body = self.store.s3.client.get_object(**kwargs)["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+        with _CLIENT_LOCK:
+            self.bodies_opened += 1
+        try:
+            data = self.store.s3.call("GetObject", obj.key, read)
+        except StorageError as e:
+            raise SourceError(obj.key, str(e)) from e
+        if len(data) != end - start:
+            raise SourceError(obj.key, f"S3 GetObject {obj.key}: body ended at byte {start + len(data)} of {obj.size}")
+        return data
 
 
 class _ResumingBody(io.RawIOBase):

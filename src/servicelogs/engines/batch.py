@@ -25,6 +25,7 @@ from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed, Par
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
 from servicelogs.errors import SourceError
+from servicelogs.prefetch import RawOpener, prefetched
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.run import BatchTask, Progress, ProgressEvent, StagedBatch, report
 from servicelogs.sources import SourceObject, decompressed, delivery_date
@@ -169,7 +170,7 @@ def _convert_objects(
 ) -> None:
     groups = {obj.key: dict(key_groups) for obj, key_groups in task.objects}
     counts: dict[str, Counts] = {}
-    blocks = parser_for(fmt).parse_objects((obj, obj.key, _opener(task, obj)) for obj, _ in task.objects)
+    blocks = parser_for(fmt).parse_objects(_openers(task))
     for obj, parsed in blocks:
         object_counts = counts.setdefault(obj.key, Counts())
         if parsed is None:
@@ -178,10 +179,17 @@ def _convert_objects(
         _add_block(fmt, task, obj, groups[obj.key], parsed, object_counts, rows, rejects)
 
 
-def _opener(task: BatchTask, obj: SourceObject) -> Opener:
+def _openers(task: BatchTask) -> Iterator[tuple[SourceObject, str, Opener]]:
+    """The batch's objects in order, each with an opener over its decompressed bytes; on S3 read ahead of
+    the parser (servicelogs.prefetch), within a budget of bytes."""
+    for obj, open_raw in prefetched(task.source, [obj for obj, _ in task.objects]):
+        yield obj, obj.key, _decompressing(obj, open_raw)
+
+
+def _decompressing(obj: SourceObject, open_raw: RawOpener) -> Opener:
     @contextlib.contextmanager
     def opened() -> Iterator[BinaryIO]:
-        with task.source.open(obj) as raw:
+        with open_raw() as raw:
             yield decompressed(raw, obj.key)
 
     return opened
