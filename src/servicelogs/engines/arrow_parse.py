@@ -9,6 +9,7 @@ take the exact slow path, line by line, and end as rows or as rejects with a rea
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 from collections import Counter
@@ -25,6 +26,7 @@ import pyarrow.csv as pacsv
 
 from servicelogs import sources
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
+from servicelogs.errors import SourceError
 from servicelogs.render.arrow import arrow_type
 from servicelogs.sources import LongLine, line_blocks
 from servicelogs.spec import Delimited, LogFormat
@@ -33,6 +35,7 @@ WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts te
 # Objects that fit in one block are read whole and parsed together, up to this much text: a parse has a fixed cost
 # (Arrow's reader, the typing kernels, a write) of ~3 ms, which small objects (S3 access logs: ~2 KB) would pay each.
 GROUP_BYTES = 8 << 20
+SMALL_OBJECT_BYTES = 1 << 20  # objects up to this much text are read whole; larger ones go block by block
 # Arrow tokenizes in chunks of this size: ~1 MB stays in cache and runs about 2.5x faster than one large chunk.
 ARROW_BLOCK_BYTES = 1 << 20
 
@@ -147,6 +150,38 @@ Run = tuple[int, int, bytes]
 """Whole lines of one object, each ending in a newline: (the object's index, its first line's number, the lines)."""
 
 
+def _read(stream: BinaryIO, key: str, size: int) -> bytes:
+    """The whole stream if it holds at most `size` bytes (read to its end, where a local file checks its
+    identity once more), else its first bytes, more than `size`; decompression errors name the object."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while total <= size:
+            chunk = stream.read(size + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except SourceError:
+        raise
+    except Exception as e:  # isal/gzip: truncated, bad CRC, not gzip
+        raise SourceError(key, f"cannot decompress: {e}") from e
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Replay(io.RawIOBase):
+    """A stream that first returns `head` (bytes already read), then the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]  # bytes, never None: a blocking stream
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._stream.read(size)
+
+
 class LineBlockParser:
     """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size.
 
@@ -164,21 +199,19 @@ class LineBlockParser:
         size = 0
         for item, key, opened in objects:
             with opened() as stream:
-                blocks = line_blocks(stream, key)
-                head = list(itertools.islice(blocks, 2))  # a one-block object is read to its end here
-                if len(head) < 2 and all(isinstance(b, bytes) for b in head):
-                    text = head[0] if head else b""
+                text = _read(stream, key, SMALL_OBJECT_BYTES)
+                if len(text) <= min(SMALL_OBJECT_BYTES, sources.MAX_LINE_BYTES):  # whole, and no line too long
                     if group and size + len(text) > GROUP_BYTES:
                         yield from self._group(group, texts)
                         group, texts, size = [], [], 0
                     group.append(item)
-                    texts.append(text)  # type: ignore[arg-type]  # bytes, checked above
+                    texts.append(text)
                     size += len(text)
                     continue
                 yield from self._group(group, texts)
                 group, texts, size = [], [], 0
                 parser = type(self)(self.fmt)
-                for parsed in parser.parse(itertools.chain(head, blocks)):
+                for parsed in parser.parse(line_blocks(_Replay(text, stream), key)):
                     yield [item], parsed
             yield [item], None
         yield from self._group(group, texts)
@@ -353,13 +386,16 @@ class DelimitedParser(LineBlockParser):
             return "skip"
 
         names = [f"t{i}" for i in range(self.declared)]
+        sample = b"\n".join(lines) + b"\n"
+        if not _is_utf8(sample):  # Arrow hands a skipped row's text as str: what is not UTF-8 is replaced (rare)
+            sample = b"\n".join(line.decode("utf-8", "replace").encode() for line in lines) + b"\n"
         try:
             table = pacsv.read_csv(
-                pa.py_buffer(b"\n".join(lines) + b"\n"),
+                pa.py_buffer(sample),
                 read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES),
                 parse_options=self._parse_options(on_invalid),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()), null_values=[], check_utf8=False
+                convert_options=pacsv.ConvertOptions(  # the counts are all it takes: one column is built
+                    column_types={names[0]: pa.string()}, include_columns=names[:1], null_values=[], check_utf8=False
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -202,11 +202,15 @@ def _add_block(
 
 
 def _add_object(obj: SourceObject, counts: Counts | None, staged: StagedBatch) -> None:
-    """An object read to its end: its counts join the batch's (a SourceError before leaves them out)."""
-    counts = counts or Counts()
-    counts.bytes_read = obj.size
+    """An object read to its end: its counts join the batch's (a SourceError before leaves them out).
+    `counts` are its own, if it was parsed on its own; those of objects parsed together are the batch's already."""
     if _progress_queue is not None:
         _progress_queue.put(("object_done", obj.key, obj.size))
+    if counts is None:
+        staged.counts.objects_converted += 1
+        staged.counts.bytes_read += obj.size
+        return
+    counts.bytes_read = obj.size
     if counts.notes and not counts.lines:
         staged.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
         staged.counts.notes.update(counts.notes)
