@@ -32,6 +32,9 @@ from servicelogs.sources import LongLine, line_blocks
 from servicelogs.spec import Delimited, LogFormat
 
 WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts tell its usual width
+# The same for objects parsed together, where the sample would cost as much as the parse (an S3 access log object
+# holds ~5 lines): objects are grouped by this count; a line of another count is tokenized apart, in bulk too.
+GROUP_SAMPLE_LINES = 2
 # Objects that fit in one block are read whole and parsed together, up to this much text: a parse has a fixed cost
 # (Arrow's reader, the typing kernels, a write) of ~3 ms, which small objects (S3 access logs: ~2 KB) would pay each.
 GROUP_BYTES = 8 << 20
@@ -359,9 +362,9 @@ class DelimitedParser(LineBlockParser):
         return counts.most_common(1)[0][0] if counts else self.declared
 
     def _usual_widths(self, texts: list[bytes]) -> list[int]:
-        """`_usual_width` of each text, its first lines' token counts told by Arrow's tokenizer for all at once
-        (where the exact tokenizer would cost ~80 µs a line)."""
-        heads = [t[: 1 << 16].split(b"\n", WIDTH_SAMPLE_LINES)[:WIDTH_SAMPLE_LINES] for t in texts]
+        """`_usual_width` of each text, from fewer lines (GROUP_SAMPLE_LINES), their token counts told by Arrow's
+        tokenizer for all texts at once (where the exact tokenizer would cost ~80 µs a line)."""
+        heads = [t[: 1 << 16].split(b"\n", GROUP_SAMPLE_LINES)[:GROUP_SAMPLE_LINES] for t in texts]
         lines = list(itertools.chain.from_iterable(heads))
         counts = self._token_counts(lines)
         if counts is None:
