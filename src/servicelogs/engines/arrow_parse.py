@@ -35,7 +35,7 @@ WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts te
 # The same for objects parsed together, where the sample would cost as much as the parse (an S3 access log object
 # holds ~5 lines): objects are grouped by this count; a line of another count is tokenized apart, in bulk too.
 GROUP_SAMPLE_LINES = 2
-# Objects that fit in one block are read whole and parsed together, up to this much text: a parse has a fixed cost
+# Small objects are read whole and parsed together, up to this much text: a parse has a fixed cost
 # (Arrow's reader, the typing kernels, a write) of ~3 ms, which small objects (S3 access logs: ~2 KB) would pay each.
 GROUP_BYTES = 8 << 20
 SMALL_OBJECT_BYTES = 1 << 20  # objects up to this much text are read whole; larger ones go block by block
@@ -188,7 +188,7 @@ class _Replay(io.RawIOBase):
 class LineBlockParser:
     """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size.
 
-    An object that fits in one block is read whole, and such objects are parsed together, GROUP_BYTES at a
+    An object of up to SMALL_OBJECT_BYTES is read whole, and such objects are parsed together, GROUP_BYTES at a
     time (`parse_group`), each keeping what is its own (its line numbers, its usual token count, its header).
     A larger object is parsed block by block by a parser of its own (`parse`): what a parser learns as it
     goes (the usual token count, the header in force) is the object's."""
