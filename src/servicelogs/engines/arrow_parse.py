@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -149,8 +149,9 @@ class Parser(Protocol):
         ...
 
 
-Run = tuple[int, int, bytes]
-"""Whole lines of one object, each ending in a newline: (the object's index, its first line's number, the lines)."""
+Run = tuple[int, int, bytes, int]
+"""Whole lines of one object, each ending in a newline: (the object's index, its first line's number, the lines,
+how many)."""
 
 
 def _read(stream: BinaryIO, key: str, size: int) -> bytes:
@@ -178,7 +179,7 @@ class _Replay(io.RawIOBase):
     def __init__(self, head: bytes, stream: BinaryIO) -> None:
         self._head, self._stream = head, stream
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]  # bytes, never None: a blocking stream
+    def read(self, size: int = -1) -> bytes:
         if self._head:
             head, self._head = self._head, b""
             return head
@@ -214,7 +215,7 @@ class LineBlockParser:
                 yield from self._group(group, texts)
                 group, texts, size = [], [], 0
                 parser = type(self)(self.fmt)
-                for parsed in parser.parse(line_blocks(_Replay(text, stream), key)):
+                for parsed in parser.parse(line_blocks(cast(BinaryIO, _Replay(text, stream)), key)):
                     yield [item], parsed
             yield [item], None
         yield from self._group(group, texts)
@@ -228,9 +229,10 @@ class LineBlockParser:
 
     def parse_group(self, texts: list[bytes]) -> Parsed:
         """Whole objects' texts, parsed together."""
-        runs = [(i, 1, t if t.endswith(b"\n") else t + b"\n") for i, t in enumerate(texts) if t]
+        ended = [(i, t if t.endswith(b"\n") else t + b"\n") for i, t in enumerate(texts) if t]
+        runs = [(i, 1, t, t.count(b"\n")) for i, t in ended]
         parsed = self.parse_runs(runs)
-        parsed.lines, parsed.text_bytes = sum(r[2].count(b"\n") for r in runs), sum(map(len, texts))
+        parsed.lines, parsed.text_bytes = sum(r[3] for r in runs), sum(map(len, texts))
         return parsed
 
     def parse_runs(self, runs: list[Run]) -> Parsed:
@@ -316,9 +318,9 @@ class DelimitedParser(LineBlockParser):
         the bulk tokenizer cannot vouch for together (one holds invalid UTF-8, say) are parsed one by one, so
         an odd object takes the exact path alone, as it would on its own."""
         by_width: dict[int, list[Run]] = {}
-        for run, width in zip(runs, self._usual_widths([data for _, _, data in runs]), strict=True):
+        for run, width in zip(runs, self._usual_widths([run[2] for run in runs]), strict=True):
             by_width.setdefault(width, []).append(run)
-        outs = []
+        outs: list[Parsed | None] = []
         for width, members in by_width.items():
             together = self._parse_together(members, width, exact=False) if len(members) > 1 else None
             if together is not None:
@@ -329,14 +331,14 @@ class DelimitedParser(LineBlockParser):
 
     def _parse_together(self, runs: list[Run], width: int, *, exact: bool = True) -> Parsed | None:
         """The runs as one block; rows and rejects get their object and their number within it back."""
-        block = b"".join(data for _, _, data in runs) if len(runs) > 1 else runs[0][2]
-        counts = np.fromiter((data.count(b"\n") for _, _, data in runs), np.int64, len(runs))
+        block = b"".join(run[2] for run in runs) if len(runs) > 1 else runs[0][2]
+        counts = np.fromiter((run[3] for run in runs), np.int64, len(runs))
         parsed = self._parse_lines(block, 1, int(counts.sum()), width, exact=exact)
         if parsed is None:
             return None
         starts = np.cumsum(counts) - counts  # each run's first line, 0-based, in the block
-        objects = np.fromiter((o for o, _, _ in runs), np.int64, len(runs))
-        firsts = np.fromiter((f for _, f, _ in runs), np.int64, len(runs))
+        objects = np.fromiter((run[0] for run in runs), np.int64, len(runs))
+        firsts = np.fromiter((run[1] for run in runs), np.int64, len(runs))
 
         def located(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             at = np.searchsorted(starts, numbers - 1, side="right") - 1
@@ -737,9 +739,11 @@ def merged(parts: list[Parsed]) -> Parsed:
         out.extra_rows += p.extra_rows
         out.generations.update(p.generations)
         out.header_lines += p.header_lines
-    order = np.lexsort((out.rows.column("line_number").to_numpy(), out.objects))
+    row_objects = out.objects
+    assert row_objects is not None
+    order = np.lexsort((out.rows.column("line_number").to_numpy(), row_objects))
     if (np.diff(order) != 1).any():
-        out.rows, out.objects = out.rows.take(pa.array(order)), out.objects[order]
+        out.rows, out.objects = out.rows.take(pa.array(order)), row_objects[order]
     return out
 
 

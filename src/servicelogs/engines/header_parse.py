@@ -53,7 +53,7 @@ class HeaderDelimitedParser(LineBlockParser):
         runs: dict[tuple[str, ...] | None, list[Run]] = {}
 
         def add_run(names: tuple[str, ...] | None, obj: int, first_line: int, start: int, end: int) -> None:
-            runs.setdefault(names, []).append((obj, first_line, text[starts[start] : starts[end]]))
+            runs.setdefault(names, []).append((obj, first_line, text[starts[start] : starts[end]], end - start))
 
         header_lines = 0
         m, first = 0, 0
@@ -79,7 +79,7 @@ class HeaderDelimitedParser(LineBlockParser):
         if layout.reject_reason:
             out = _Collector(self.fmt)
             objects: list[int] = []
-            for obj, first_line, data in runs:
+            for obj, first_line, data, _ in runs:
                 before = len(out.reject_lines)
                 out.reject_all(data, first_line, layout.reject_reason)
                 objects += [obj] * (len(out.reject_lines) - before)
