@@ -271,7 +271,7 @@ def _write_rows(
     day_numbers = pc.fill_null(pc.cast(days, pa.int32()), _NO_DAY).to_numpy()
     codes = of_object[index.to_numpy()] << 32 | (day_numbers.astype(np.int64) - _NO_DAY)
     unique, inverse = np.unique(codes, return_inverse=True)
-    if len(unique) > 1:
+    if len(unique) > 1 and (np.diff(inverse) < 0).any():  # objects in key order mostly keep theirs in runs
         order = np.argsort(inverse, kind="stable")
         table, inverse = table.take(pa.array(order)), inverse[order]
     bounds = np.searchsorted(inverse, np.arange(len(unique) + 1))
