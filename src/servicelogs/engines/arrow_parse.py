@@ -723,7 +723,7 @@ class DelimitedParser(LineBlockParser):
 
 
 def merged(parts: list[Parsed]) -> Parsed:
-    """Parts of several objects' runs as one Parsed, rows in order of object and line (their rows carry
+    """Parts of several objects' runs as one Parsed, each object's rows together and in line order (rows carry
     `objects`); the caller sets `lines` and `text_bytes`."""
     if len(parts) == 1:
         return parts[0]
@@ -739,10 +739,13 @@ def merged(parts: list[Parsed]) -> Parsed:
         out.extra_rows += p.extra_rows
         out.generations.update(p.generations)
         out.header_lines += p.header_lines
+    # Each part's rows are in order of object and line; an object in one part only (the usual case: one width,
+    # one header) keeps its rows together and in order without a copy of the rows into one order.
     row_objects = out.objects
     assert row_objects is not None
-    order = np.lexsort((out.rows.column("line_number").to_numpy(), row_objects))
-    if (np.diff(order) != 1).any():
+    in_parts = [np.unique(p.objects) for p in parts if p.objects is not None and len(p.objects)]
+    if in_parts and len(np.unique(np.concatenate(in_parts))) < sum(map(len, in_parts)):
+        order = np.lexsort((out.rows.column("line_number").to_numpy(), row_objects))
         out.rows, out.objects = out.rows.take(pa.array(order)), row_objects[order]
     return out
 

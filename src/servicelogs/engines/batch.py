@@ -8,6 +8,7 @@ workers never imports it: only its workers do.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -271,15 +272,20 @@ def _write_rows(
     day_numbers = pc.fill_null(pc.cast(days, pa.int32()), _NO_DAY).to_numpy()
     codes = of_object[index.to_numpy()] << 32 | (day_numbers.astype(np.int64) - _NO_DAY)
     unique, inverse = np.unique(codes, return_inverse=True)
-    if len(unique) > 1 and (np.diff(inverse) < 0).any():  # objects in key order mostly keep theirs in runs
+    # Runs of rows of one partition: objects in key order keep them few, and a slice per run costs no copy; rows
+    # whose partitions alternate (objects of several layouts parsed apart) are put in order once instead.
+    starts = np.flatnonzero(np.diff(inverse)) + 1
+    if len(starts) + 1 > 4 * len(unique):
         order = np.argsort(inverse, kind="stable")
         table, inverse = table.take(pa.array(order)), inverse[order]
-    bounds = np.searchsorted(inverse, np.arange(len(unique) + 1))
+        starts = np.flatnonzero(np.diff(inverse)) + 1
     representative = {i: dict(g) for g, i in identity.items()}
-    for i, code in enumerate(unique.tolist()):
+    bounds = [0, *starts.tolist(), n]
+    for start, end in itertools.pairwise(bounds):
+        code = int(unique[inverse[start]])
         number = (code & 0xFFFFFFFF) + _NO_DAY
         day = None if number == _NO_DAY else _EPOCH + timedelta(days=number)
-        part = table if len(unique) == 1 else table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        part = table if end - start == n else table.slice(start, end - start)
         writer.write(fmt.partition_path(representative[code >> 32], day), part)
 
 
