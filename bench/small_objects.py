@@ -62,7 +62,7 @@ def small_corpus(fmt_name: str, objects: int, object_kb: float) -> Path:
                 at += 1
             body = (head + separator.join(chunk) + end).encode()
             key = path.relative_to(big).as_posix()
-            key = _KEY_TAIL.sub(lambda m: f"{m.group(1)}{made:06x}{m.group(2)}", key)
+            key = _KEY_TAIL.sub(rf"\g<1>{made:06x}\g<2>", key)
             if fmt.match_key(key) is None:
                 raise SystemExit(f"generated key {key!r} matches no {fmt_name} key layout")
             stored_body = gzip.compress(body, compresslevel=6, mtime=0) if key.endswith(".gz") else body
@@ -113,9 +113,8 @@ def main() -> None:
 
     print(f"{'pipeline':22} {'wall s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'objects/CPU-s':>14} {'max RSS MB':>11}")
     for name, m in rows:
-        print(
-            f"{name:22} {m.wall:8.2f} {m.cpu:8.2f} {text_mb / m.cpu:9.1f} {n_objects / m.cpu:14.0f} {m.max_rss_mb:11.0f}"
-        )
+        per_cpu = f"{text_mb / m.cpu:9.1f} {n_objects / m.cpu:14.0f}"
+        print(f"{name:22} {m.wall:8.2f} {m.cpu:8.2f} {per_cpu} {m.max_rss_mb:11.0f}")
     if len(rows) == 2:
         print(f"\nservicelogs / duckdb, MB per CPU-second: {rows[1][1].cpu / rows[0][1].cpu:.2f}x")
 
