@@ -9,13 +9,15 @@ take the exact slow path, line by line, and end as rows or as rejects with a rea
 
 from __future__ import annotations
 
+import io
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import BinaryIO, Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -24,11 +26,19 @@ import pyarrow.csv as pacsv
 
 from servicelogs import sources
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
+from servicelogs.errors import SourceError
 from servicelogs.render.arrow import arrow_type
 from servicelogs.sources import LongLine, line_blocks
 from servicelogs.spec import Delimited, LogFormat
 
 WIDTH_SAMPLE_LINES = 8  # lines of an object's first block whose token counts tell its usual width
+# The same for objects parsed together, where the sample would cost as much as the parse (an S3 access log object
+# holds ~5 lines): objects are grouped by this count; a line of another count is tokenized apart, in bulk too.
+GROUP_SAMPLE_LINES = 2
+# Small objects are read whole and parsed together, up to this much text: a parse has a fixed cost
+# (Arrow's reader, the typing kernels, a write) of ~3 ms, which small objects (S3 access logs: ~2 KB) would pay each.
+GROUP_BYTES = 8 << 20
+SMALL_OBJECT_BYTES = 1 << 20  # objects up to this much text are read whole; larger ones go block by block
 # Arrow tokenizes in chunks of this size: ~1 MB stays in cache and runs about 2.5x faster than one large chunk.
 ARROW_BLOCK_BYTES = 1 << 20
 
@@ -51,6 +61,10 @@ class Parsed:
     """Lines that declare the object's layout (headers, comments): counted in `lines`, neither rows nor rejects."""
     notes: Counter[str] = field(default_factory=Counter)
     """Values recognised as not records and skipped (a digest file): reason → count. Line grammars: none."""
+    objects: np.ndarray | None = None
+    """When several objects were parsed together: per row, the index of its object among them; else None."""
+    reject_objects: list[int] | None = None
+    """The same per reject."""
 
 
 class LineTokenizer:
@@ -127,32 +141,107 @@ Opener = Callable[[], AbstractContextManager[BinaryIO]]  # opens one object, dec
 class Parser(Protocol):
     """What every grammar's parser offers (engines.batch.PARSERS maps a grammar to one)."""
 
-    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
-        """A batch's objects in order: each one's parsed blocks, then (object, None) at its end. A parser may
-        parse several objects together (JSON records share DuckDB statements)."""
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[list[T], Parsed | None]]:
+        """A batch's objects in order, as (objects, parsed) for each parsed block, then (objects, None) once those
+        objects are read to their end. Several small objects may be parsed together: then the block's rows and
+        rejects say which of them each is from (Parsed.objects, Parsed.reject_objects), and line numbers are
+        each object's own."""
         ...
 
 
+Run = tuple[int, int, bytes, int]
+"""Whole lines of one object, each ending in a newline: (the object's index, its first line's number, the lines,
+how many)."""
+
+
+def _read(stream: BinaryIO, key: str, size: int) -> bytes:
+    """The whole stream if it holds at most `size` bytes (read to its end, where a local file checks its
+    identity once more), else its first bytes, more than `size`; decompression errors name the object."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while total <= size:
+            chunk = stream.read(size + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except SourceError:
+        raise
+    except Exception as e:  # isal/gzip: truncated, bad CRC, not gzip
+        raise SourceError(key, f"cannot decompress: {e}") from e
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Replay(io.RawIOBase):
+    """A stream that first returns `head` (bytes already read), then the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._stream.read(size)
+
+
 class LineBlockParser:
-    """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size."""
+    """A parser that reads an object as blocks of whole lines: memory stays bounded by the block size.
+
+    An object of up to SMALL_OBJECT_BYTES is read whole, and such objects are parsed together, GROUP_BYTES at a
+    time (`parse_group`), each keeping what is its own (its line numbers, its usual token count, its header).
+    A larger object is parsed block by block by a parser of its own (`parse`): what a parser learns as it
+    goes (the usual token count, the header in force) is the object's."""
 
     def __init__(self, fmt: LogFormat) -> None:
         self.fmt = fmt
 
-    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
-        """Each object's parsed blocks, then (object, None) once it is read to its end, in order. An object
-        gets a parser of its own: what a parser learns (the usual token count, the header in force) is the
-        object's."""
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[list[T], Parsed | None]]:
+        group: list[T] = []
+        texts: list[bytes] = []
+        size = 0
         for item, key, opened in objects:
-            parser = type(self)(self.fmt)
             with opened() as stream:
-                for parsed in parser.parse(stream, key):
-                    yield item, parsed
-            yield item, None
+                text = _read(stream, key, SMALL_OBJECT_BYTES)
+                if len(text) <= min(SMALL_OBJECT_BYTES, sources.MAX_LINE_BYTES):  # whole, and no line too long
+                    if group and size + len(text) > GROUP_BYTES:
+                        yield from self._group(group, texts)
+                        group, texts, size = [], [], 0
+                    group.append(item)
+                    texts.append(text)
+                    size += len(text)
+                    continue
+                yield from self._group(group, texts)
+                group, texts, size = [], [], 0
+                parser = type(self)(self.fmt)
+                for parsed in parser.parse(line_blocks(cast(BinaryIO, _Replay(text, stream)), key)):
+                    yield [item], parsed
+            yield [item], None
+        yield from self._group(group, texts)
 
-    def parse(self, stream: BinaryIO, key: str) -> Iterator[Parsed]:
+    def _group(self, items: list[T], texts: list[bytes]) -> Iterator[tuple[list[T], Parsed | None]]:
+        if not items:
+            return
+        if any(texts):
+            yield items, self.parse_group(texts)
+        yield items, None
+
+    def parse_group(self, texts: list[bytes]) -> Parsed:
+        """Whole objects' texts, parsed together."""
+        ended = [(i, t if t.endswith(b"\n") else t + b"\n") for i, t in enumerate(texts) if t]
+        runs = [(i, 1, t, t.count(b"\n")) for i, t in ended]
+        parsed = self.parse_runs(runs)
+        parsed.lines, parsed.text_bytes = sum(r[3] for r in runs), sum(map(len, texts))
+        return parsed
+
+    def parse_runs(self, runs: list[Run]) -> Parsed:
+        raise NotImplementedError
+
+    def parse(self, blocks: Iterable[bytes | LongLine]) -> Iterator[Parsed]:
+        """One object's blocks, in order."""
         next_line = 1
-        for block in line_blocks(stream, key):
+        for block in blocks:
             parsed = (
                 self.long_line(block, next_line) if isinstance(block, LongLine) else self.parse_block(block, next_line)
             )
@@ -208,10 +297,59 @@ class DelimitedParser(LineBlockParser):
             n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         if self.width is None:
             self.width = self._usual_width(block)
-        fast = self._fast_tokens(block, n_lines, first_line)
+        parsed = self._parse_lines(block, first_line, n_lines, self.width)
+        assert parsed is not None  # the exact path vouches for any line
+        return parsed
+
+    def _parse_lines(
+        self, block: bytes, first_line: int, n_lines: int, width: int, *, exact: bool = True
+    ) -> Parsed | None:
+        """The block's rows and rejects; None if the bulk tokenizer cannot vouch for the block and not `exact`."""
+        fast = self._fast_tokens(block, n_lines, first_line, width)
+        if fast is None and not exact:
+            return None
         parts, slow_lines = fast if fast is not None else ([], list(range(n_lines)))
         parsed = self._finish(block, first_line, parts, slow_lines)
         parsed.lines, parsed.text_bytes = n_lines, len(block)
+        return parsed
+
+    def parse_runs(self, runs: list[Run]) -> Parsed:
+        """Runs of lines of several objects: those of one usual token count are tokenized and typed together. Runs
+        the bulk tokenizer cannot vouch for together (one holds invalid UTF-8, say) are parsed one by one, so
+        an odd object takes the exact path alone, as it would on its own."""
+        by_width: dict[int, list[Run]] = {}
+        for run, width in zip(runs, self._usual_widths([run[2] for run in runs]), strict=True):
+            by_width.setdefault(width, []).append(run)
+        outs: list[Parsed | None] = []
+        for width, members in by_width.items():
+            together = self._parse_together(members, width, exact=False) if len(members) > 1 else None
+            if together is not None:
+                outs.append(together)
+                continue
+            outs += [self._parse_together([run], width) for run in members]
+        return merged([p for p in outs if p is not None])
+
+    def _parse_together(self, runs: list[Run], width: int, *, exact: bool = True) -> Parsed | None:
+        """The runs as one block; rows and rejects get their object and their number within it back."""
+        block = b"".join(run[2] for run in runs) if len(runs) > 1 else runs[0][2]
+        counts = np.fromiter((run[3] for run in runs), np.int64, len(runs))
+        parsed = self._parse_lines(block, 1, int(counts.sum()), width, exact=exact)
+        if parsed is None:
+            return None
+        starts = np.cumsum(counts) - counts  # each run's first line, 0-based, in the block
+        objects = np.fromiter((run[0] for run in runs), np.int64, len(runs))
+        firsts = np.fromiter((run[1] for run in runs), np.int64, len(runs))
+
+        def located(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            at = np.searchsorted(starts, numbers - 1, side="right") - 1
+            return objects[at], numbers - 1 - starts[at] + firsts[at]
+
+        position = parsed.rows.schema.get_field_index("line_number")
+        row_objects, numbers = located(parsed.rows.column(position).to_numpy())
+        parsed.rows = parsed.rows.set_column(position, "line_number", pa.array(numbers, pa.int64()))
+        parsed.objects = row_objects
+        reject_objects, reject_numbers = located(np.asarray(parsed.reject_lines, np.int64))
+        parsed.reject_objects, parsed.reject_lines = reject_objects.tolist(), reject_numbers.tolist()
         return parsed
 
     def _usual_width(self, block: bytes) -> int:
@@ -224,6 +362,70 @@ class DelimitedParser(LineBlockParser):
             if n >= self.grammar.min_tokens:
                 counts[n] += 1
         return counts.most_common(1)[0][0] if counts else self.declared
+
+    def _usual_widths(self, texts: list[bytes]) -> list[int]:
+        """`_usual_width` of each text, from fewer lines (GROUP_SAMPLE_LINES), their token counts told by Arrow's
+        tokenizer for all texts at once (where the exact tokenizer would cost ~80 µs a line)."""
+        heads = [t[: 1 << 16].split(b"\n", GROUP_SAMPLE_LINES)[:GROUP_SAMPLE_LINES] for t in texts]
+        lines = list(itertools.chain.from_iterable(heads))
+        counts = self._token_counts(lines)
+        if counts is None:
+            return [self._usual_width(t) for t in texts]
+        sizes = np.fromiter(map(len, heads), np.int64, len(heads))
+        starts = np.cumsum(sizes) - sizes
+        valid = counts >= self.grammar.min_tokens
+        most = np.maximum.reduceat(np.where(valid, counts, -1), starts)
+        least = np.minimum.reduceat(np.where(valid, counts, 1 << 30), starts)
+        widths = np.where(most < 0, self.declared, most).tolist()
+        for i in np.flatnonzero((most >= 0) & (most != least)).tolist():  # lines of several counts: the most common
+            sample = counts[starts[i] : starts[i] + sizes[i]]
+            widths[i] = Counter(sample[sample >= self.grammar.min_tokens].tolist()).most_common(1)[0][0]
+        return widths
+
+    def _token_counts(self, lines: list[bytes]) -> np.ndarray | None:
+        """Each line's token count (0 for an empty one); None if Arrow's lines are not these lines (a stray CR)."""
+        invalid: list[tuple[int, int]] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.number, row.actual_columns))
+            return "skip"
+
+        names = [f"t{i}" for i in range(self.declared)]
+        sample = b"\n".join(lines) + b"\n"
+        if not _is_utf8(sample):  # Arrow hands a skipped row's text as str: what is not UTF-8 is replaced (rare)
+            sample = b"\n".join(line.decode("utf-8", "replace").encode() for line in lines) + b"\n"
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(sample),
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES),
+                parse_options=self._parse_options(on_invalid),
+                convert_options=pacsv.ConvertOptions(  # the counts are all it takes: one column is built
+                    column_types={names[0]: pa.string()}, include_columns=names[:1], null_values=[], check_utf8=False
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows + len(invalid) != len(lines) or any(n is None or n > len(lines) for n, _ in invalid):
+            return None
+        counts = np.full(len(lines), self.declared, dtype=np.int64)
+        for number, actual in invalid:
+            counts[number - 1] = actual
+        lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+        counts[lengths == 0] = 0
+        for i in np.flatnonzero(lengths == 1).tolist():
+            if lines[i] == b"\r":
+                counts[i] = 0
+        return counts
+
+    def _parse_options(self, on_invalid: Callable[[pacsv.InvalidRow], str]) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(
+            delimiter=self.grammar.delimiter,
+            quote_char=self.grammar.quote or False,
+            double_quote=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        )
 
     def _read_tokens(self, data: bytes, width: int) -> tuple[pa.Table, list[tuple[str, int]]] | None:
         """Arrow's CSV tokenizer over `data`, expecting `width` tokens a line. Returns the token table and
@@ -250,14 +452,7 @@ class DelimitedParser(LineBlockParser):
             table = pacsv.read_csv(
                 pa.py_buffer(data),
                 read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=ARROW_BLOCK_BYTES),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=self.grammar.delimiter,
-                    quote_char=self.grammar.quote or False,
-                    double_quote=False,
-                    newlines_in_values=False,
-                    ignore_empty_lines=False,
-                    invalid_row_handler=on_invalid,
-                ),
+                parse_options=self._parse_options(on_invalid),
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: types.get(i, pa.string()) for i, name in enumerate(names)},
                     null_values=[self.csv_null] if self.csv_null is not None else [],
@@ -271,13 +466,12 @@ class DelimitedParser(LineBlockParser):
         return table, invalid
 
     def _fast_tokens(
-        self, block: bytes, n_lines: int, first_line: int
+        self, block: bytes, n_lines: int, first_line: int, width: int
     ) -> tuple[list[tuple[pa.Table, np.ndarray]], list[int]] | None:
         """Tokenize the block in bulk. Returns token tables with the 1-based line numbers of their rows, and
         the 0-based offsets of the lines left to the exact path; None when the block does not map one-to-one
         onto lines (then every line takes the exact path)."""
-        assert self.width is not None
-        first = self._read_tokens(block, self.width)
+        first = self._read_tokens(block, width)
         if first is None:
             return None
         table, invalid = first
@@ -311,8 +505,8 @@ class DelimitedParser(LineBlockParser):
                 by_width.setdefault(token_count, []).append((offset, text))
             else:
                 slow.extend(range(offset, offset + span))
-        for width, rows in by_width.items():
-            again = self._read_tokens("\n".join(text for _, text in rows).encode(), width) if len(rows) > 4 else None
+        for other, rows in by_width.items():
+            again = self._read_tokens("\n".join(text for _, text in rows).encode(), other) if len(rows) > 4 else None
             if again is None or again[1] or again[0].num_rows != len(rows):
                 slow.extend(offset for offset, _ in rows)
             else:
@@ -526,6 +720,34 @@ class DelimitedParser(LineBlockParser):
             keep[list(bad)] = False
             table = table.filter(pa.array(keep))
         return table, bad
+
+
+def merged(parts: list[Parsed]) -> Parsed:
+    """Parts of several objects' runs as one Parsed, each object's rows together and in line order (rows carry
+    `objects`); the caller sets `lines` and `text_bytes`."""
+    if len(parts) == 1:
+        return parts[0]
+    tables = [p.rows for p in parts if p.rows.num_rows] or [parts[0].rows]
+    objects = [p.objects for p in parts if p.objects is not None]
+    out = Parsed(pa.concat_tables(tables), objects=np.concatenate(objects) if objects else np.zeros(0, np.int64))
+    out.reject_objects = []
+    for p in parts:
+        out.reject_lines += p.reject_lines
+        out.reject_raw += p.reject_raw
+        out.reject_reasons += p.reject_reasons
+        out.reject_objects += p.reject_objects or []
+        out.extra_rows += p.extra_rows
+        out.generations.update(p.generations)
+        out.header_lines += p.header_lines
+    # Each part's rows are in order of object and line; an object in one part only (the usual case: one width,
+    # one header) keeps its rows together and in order without a copy of the rows into one order.
+    row_objects = out.objects
+    assert row_objects is not None
+    in_parts = [np.unique(p.objects) for p in parts if p.objects is not None and len(p.objects)]
+    if in_parts and len(np.unique(np.concatenate(in_parts))) < sum(map(len, in_parts)):
+        order = np.lexsort((out.rows.column("line_number").to_numpy(), row_objects))
+        out.rows, out.objects = out.rows.take(pa.array(order)), row_objects[order]
+    return out
 
 
 def rows_schema(fmt: LogFormat) -> pa.Schema:

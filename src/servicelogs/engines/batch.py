@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
+import itertools
 import multiprocessing
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +35,8 @@ from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, Grammar, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
 from servicelogs.summary import Counts, ObjectProblem, reason_kind
+
+KeyGroups = tuple[tuple[str, str], ...]  # an object's key layout groups, as a batch's items carry them
 
 
 def _json_records_parser(fmt: LogFormat) -> Parser:
@@ -168,15 +173,17 @@ def _staged_files(task: BatchTask, work: Path, staging: str, written: list[Writt
 def _convert_objects(
     fmt: LogFormat, task: BatchTask, rows: PartitionedWriter, rejects: PartitionedWriter, staged: StagedBatch
 ) -> None:
-    groups = {obj.key: dict(key_groups) for obj, key_groups in task.objects}
-    counts: dict[str, Counts] = {}
+    groups = {obj.key: key_groups for obj, key_groups in task.objects}
+    counts: dict[str, Counts] = {}  # objects parsed on their own: whether one held records is known at its end
     blocks = parser_for(fmt).parse_objects(_openers(task))
-    for obj, parsed in blocks:
-        object_counts = counts.setdefault(obj.key, Counts())
+    for objs, parsed in blocks:
         if parsed is None:
-            _add_object(obj, object_counts, staged)
+            for obj in objs:
+                _add_object(obj, counts.pop(obj.key, None), staged)
             continue
-        _add_block(fmt, task, obj, groups[obj.key], parsed, object_counts, rows, rejects)
+        # A batch that fails stages nothing, so the rows of objects parsed together count at once.
+        into = counts.setdefault(objs[0].key, Counts()) if parsed.objects is None else staged.counts
+        _add_block(fmt, task, objs, groups, parsed, into, rows, rejects)
 
 
 def _openers(task: BatchTask) -> Iterator[tuple[SourceObject, str, Opener]]:
@@ -198,8 +205,8 @@ def _decompressing(obj: SourceObject, open_raw: RawOpener) -> Opener:
 def _add_block(
     fmt: LogFormat,
     task: BatchTask,
-    obj: SourceObject,
-    groups: dict[str, str],
+    objs: list[SourceObject],
+    groups: dict[str, KeyGroups],
     parsed: Parsed,
     counts: Counts,
     rows: PartitionedWriter,
@@ -215,18 +222,23 @@ def _add_block(
     counts.notes.update(parsed.notes)
     counts.reject_reasons.update(reason_kind(reason) for reason in parsed.reject_reasons)
     if parsed.rows.num_rows:
-        _write_rows(fmt, parsed.rows, obj.key, groups, task.run_id, rows)
+        _write_rows(fmt, parsed.rows, objs, parsed.objects, groups, task.run_id, rows)
     if parsed.reject_lines:
-        rejects.write("", _rejects_table(parsed, obj.key, task.run_id))
+        rejects.write("", _rejects_table(parsed, objs, task.run_id))
     if _progress_queue is not None:
-        _progress_queue.put(("parsed", obj.key, parsed.text_bytes, parsed.rows.num_rows))
+        _progress_queue.put(("parsed", objs[0].key, parsed.text_bytes, parsed.rows.num_rows))
 
 
-def _add_object(obj: SourceObject, counts: Counts, staged: StagedBatch) -> None:
-    """An object read to its end: its counts join the batch's (a SourceError before leaves them out)."""
-    counts.bytes_read = obj.size
+def _add_object(obj: SourceObject, counts: Counts | None, staged: StagedBatch) -> None:
+    """An object read to its end: its counts join the batch's (a SourceError before leaves them out).
+    `counts` are its own, if it was parsed on its own; those of objects parsed together are the batch's already."""
     if _progress_queue is not None:
         _progress_queue.put(("object_done", obj.key, obj.size))
+    if counts is None:
+        staged.counts.objects_converted += 1
+        staged.counts.bytes_read += obj.size
+        return
+    counts.bytes_read = obj.size
     if counts.notes and not counts.lines:
         staged.skipped.append(ObjectProblem(obj.key, "; ".join(sorted(counts.notes))))
         staged.counts.notes.update(counts.notes)
@@ -236,11 +248,12 @@ def _add_object(obj: SourceObject, counts: Counts, staged: StagedBatch) -> None:
     staged.counts.add(counts)
 
 
-def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:
+def _rejects_table(parsed: Parsed, objs: list[SourceObject], run_id: str) -> pa.Table:
     n = len(parsed.reject_lines)
+    of = parsed.reject_objects
     return pa.table(
         {
-            "source_key": pa.repeat(key, n),
+            "source_key": pa.repeat(objs[0].key, n) if of is None else pa.array([objs[i].key for i in of], pa.string()),
             "line_number": pa.array(parsed.reject_lines, pa.int64()),
             "raw_line": pa.array(parsed.reject_raw, pa.string()),
             "reason": pa.array(parsed.reject_reasons, pa.string()),
@@ -249,22 +262,58 @@ def _rejects_table(parsed: Parsed, key: str, run_id: str) -> pa.Table:
     )
 
 
+_NO_DAY = -(1 << 31)  # a row without an event time, in a partition code
+
+
 def _write_rows(
-    fmt: LogFormat, table: pa.Table, key: str, groups: dict[str, str], run_id: str, writer: PartitionedWriter
+    fmt: LogFormat,
+    table: pa.Table,
+    objs: list[SourceObject],
+    row_objects: np.ndarray | None,
+    groups: dict[str, KeyGroups],
+    run_id: str,
+    writer: PartitionedWriter,
 ) -> None:
+    """Rows of one or several objects (`row_objects`: each row's index in `objs`), with their per-object
+    columns, into their partitions: one write per partition, whatever the number of objects."""
     n = table.num_rows
-    values = {**{f.name: groups.get(f.name) for f in fmt.key_fields}, "source_key": key, "run_id": run_id}
+    index = pa.array(row_objects if row_objects is not None else np.zeros(n, np.int32), pa.int32())
+    keys = [obj.key for obj in objs]
+    per_object: dict[str, list[str | None]] = {"source_key": keys}  # type: ignore[dict-item]  # str is str | None
+    for f in fmt.key_fields:
+        per_object[f.name] = [dict(groups[k]).get(f.name) for k in keys]
     for f in fmt.per_object_fields:
-        table = table.append_column(f.name, per_object_column(values[f.name], n))
-    days = pc.cast(table.column(fmt.event_time), pa.date32())
-    key_day = delivery_date(key, groups)
-    if days.null_count and key_day is not None:
-        # A line without an event time (a custom format that leaves it out): the delivery date in its key.
-        days = pc.fill_null(days, pa.scalar(key_day, pa.date32()))
-    unique_days = pc.unique(days).to_pylist()
-    for day in unique_days:
-        if len(unique_days) == 1:
-            part = table
+        if f.name == "run_id":
+            column = per_object_column(run_id, n)
         else:
-            part = table.filter(pc.is_null(days) if day is None else pc.fill_null(pc.equal(days, day), False))
-        writer.write(fmt.partition_path(groups, day), part)
+            column = pa.array(per_object[f.name], pa.string()).dictionary_encode().take(index)
+        table = table.append_column(f.name, column)
+    days = pc.cast(table.column(fmt.event_time), pa.date32())
+    if days.null_count:
+        # A line without an event time (a custom format that leaves it out): the delivery date in its key.
+        key_days = pa.array([delivery_date(k, dict(groups[k])) for k in keys], pa.date32())
+        days = pc.coalesce(days, key_days.take(index))
+    # A row's partition: its object's key groups (objects with the same groups share partitions) and its day.
+    identity: dict[KeyGroups, int] = {}
+    of_object = np.fromiter((identity.setdefault(groups[k], len(identity)) for k in keys), np.int64, len(keys))
+    day_numbers = pc.fill_null(pc.cast(days, pa.int32()), _NO_DAY).to_numpy()
+    codes = of_object[index.to_numpy()] << 32 | (day_numbers.astype(np.int64) - _NO_DAY)
+    unique, inverse = np.unique(codes, return_inverse=True)
+    # Runs of rows of one partition: objects in key order keep them few, and a slice per run costs no copy; rows
+    # whose partitions alternate (objects of several layouts parsed apart) are put in order once instead.
+    starts = np.flatnonzero(np.diff(inverse)) + 1
+    if len(starts) + 1 > 4 * len(unique):
+        order = np.argsort(inverse, kind="stable")
+        table, inverse = table.take(pa.array(order)), inverse[order]
+        starts = np.flatnonzero(np.diff(inverse)) + 1
+    representative = {i: dict(g) for g, i in identity.items()}
+    bounds = [0, *starts.tolist(), n]
+    for start, end in itertools.pairwise(bounds):
+        code = int(unique[inverse[start]])
+        number = (code & 0xFFFFFFFF) + _NO_DAY
+        day = None if number == _NO_DAY else _EPOCH + timedelta(days=number)
+        part = table if end - start == n else table.slice(start, end - start)
+        writer.write(fmt.partition_path(representative[code >> 32], day), part)
+
+
+_EPOCH = date(1970, 1, 1)

@@ -23,13 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, typed_field
-from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed, rows_schema
+from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Parsed, Run, merged, rows_schema
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
 
 class HeaderDelimitedParser(LineBlockParser):
-    """Parses one object's lines for one format with a HeaderDelimited grammar (one instance per object)."""
+    """Parses objects' lines for one format with a HeaderDelimited grammar: whole small objects together
+    (`parse_group`), a large one block by block by an instance of its own (`parse_block`: the header in force
+    carries from one block to the next)."""
 
     def __init__(self, fmt: LogFormat) -> None:
         assert isinstance(fmt.grammar, HeaderDelimited)
@@ -37,6 +39,64 @@ class HeaderDelimitedParser(LineBlockParser):
         self.grammar: HeaderDelimited = fmt.grammar
         self._layouts: dict[tuple[str, ...] | None, _Layout] = {}
         self._current: tuple[str, ...] | None = None  # names of the header in force; None: the default order
+
+    def parse_group(self, texts: list[bytes]) -> Parsed:
+        """Whole objects: one scan for the header lines of all, then the runs of data lines under one header
+        (or the default order) parsed together, whichever objects they are from. Each object starts with
+        the default order: a header applies to the lines after it in its own object only."""
+        ends = [t if not t or t.endswith(b"\n") else t + b"\n" for t in texts]
+        text = b"".join(ends)
+        counts = [t.count(b"\n") for t in ends]
+        n_lines = sum(counts)
+        starts = _line_starts(text, n_lines)
+        marks = self._marked_lines_of(text, starts)
+        runs: dict[tuple[str, ...] | None, list[Run]] = {}
+
+        def add_run(names: tuple[str, ...] | None, obj: int, first_line: int, start: int, end: int) -> None:
+            runs.setdefault(names, []).append((obj, first_line, text[starts[start] : starts[end]], end - start))
+
+        header_lines = 0
+        m, first = 0, 0
+        for obj, count in enumerate(counts):
+            end, run_start, names = first + count, first, None
+            while m < len(marks) and marks[m][0] < end:
+                idx, marked = marks[m]
+                if idx > run_start:
+                    add_run(names, obj, run_start - first + 1, run_start, idx)
+                header_lines += 1
+                names = marked if marked is not None else names
+                run_start, m = idx + 1, m + 1
+            if run_start < end:
+                add_run(names, obj, run_start - first + 1, run_start, end)
+            first = end
+        parts = [self._parse_runs_of(names, of_layout) for names, of_layout in runs.items()]
+        parsed = merged(parts) if parts else Parsed(_union_schema(self.fmt).empty_table(), objects=np.zeros(0, int))
+        parsed.lines, parsed.text_bytes, parsed.header_lines = n_lines, sum(map(len, texts)), header_lines
+        return parsed
+
+    def _parse_runs_of(self, names: tuple[str, ...] | None, runs: list[Run]) -> Parsed:
+        layout = self._layout(names)
+        if layout.reject_reason:
+            out = _Collector(self.fmt)
+            objects: list[int] = []
+            for obj, first_line, data, _ in runs:
+                before = len(out.reject_lines)
+                out.reject_all(data, first_line, layout.reject_reason)
+                objects += [obj] * (len(out.reject_lines) - before)
+            parsed = out.result()
+            parsed.objects, parsed.reject_objects = np.zeros(0, np.int64), objects
+            return parsed
+        assert layout.parser is not None
+        parsed = layout.parser.parse_runs(runs)
+        if layout.generation is not None:
+            parsed.generations = Counter({layout.generation: parsed.rows.num_rows} if parsed.rows.num_rows else {})
+        return parsed
+
+    def _layout(self, names: tuple[str, ...] | None) -> _Layout:
+        layout = self._layouts.get(names)
+        if layout is None:
+            layout = self._layouts[names] = _Layout(self.fmt, names)
+        return layout
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
@@ -92,6 +152,26 @@ class HeaderDelimitedParser(LineBlockParser):
             start = None
         return marks
 
+    def _marked_lines_of(self, text: bytes, starts: np.ndarray) -> list[tuple[int, tuple[str, ...] | None]]:
+        """`_marked_lines` of many objects' whole lines (`starts`: where each line starts, and the end), where
+        header lines are dense (one or two an object): one RE2 kernel over the lines as an Arrow array finds the
+        candidates, where a search from each one to the next would cost a kernel call each."""
+        n_lines = len(starts) - 1
+        if b"\r" in text:  # as _marked_lines: a CR before the newline is not part of the line
+            text = text.replace(b"\r\n", b"\n")
+            starts = _line_starts(text, n_lines)
+        lines = pa.Array.from_buffers(
+            pa.large_binary(), n_lines, [None, pa.py_buffer(starts.astype(np.int64)), pa.py_buffer(text)]
+        )
+        patterns = [self.grammar.header] + ([self.grammar.comment] if self.grammar.comment else [])
+        hits = pc.match_substring_regex(lines, "(?m)^(?:" + "|".join(f"(?:{p})" for p in patterns) + ")")
+        marks: list[tuple[int, tuple[str, ...] | None]] = []
+        for idx in np.flatnonzero(hits.to_numpy(zero_copy_only=False)).tolist():
+            mark = self._judge(text[starts[idx] : starts[idx + 1]].rstrip(b"\n"))
+            if mark is not False:
+                marks.append((idx, mark))
+        return marks
+
     def _judge(self, raw: bytes) -> tuple[str, ...] | Literal[False] | None:
         """A candidate line's header names, None for a comment, False for a data line."""
         try:
@@ -108,9 +188,7 @@ class HeaderDelimitedParser(LineBlockParser):
 
     def _parse_run(self, segment: bytes, first_line: int, out: _Collector, n_lines: int | None = None) -> None:
         """Parse whole lines that share the header in force; `first_line` is the number of the first."""
-        layout = self._layouts.get(self._current)
-        if layout is None:
-            layout = self._layouts[self._current] = _Layout(self.fmt, self._current)
+        layout = self._layout(self._current)
         if layout.reject_reason:
             out.reject_all(segment, first_line, layout.reject_reason)
             return

@@ -41,11 +41,11 @@ class JsonRecordsParser:
         self.grammar: JsonRecords = fmt.grammar
         self.plan = _plan(fmt.name)
 
-    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[T, Parsed | None]]:
-        """The records of several objects: each object's parsed blocks, then (object, None) once it is read to
-        its end, in order. A DuckDB statement costs ~10 ms before its first record, so the usual records of
-        several small objects go through one statement (up to a block's bytes); anything else is parsed
-        piece by piece."""
+    def parse_objects(self, objects: Iterable[tuple[T, str, Opener]]) -> Iterator[tuple[list[T], Parsed | None]]:
+        """The records of several objects: (objects, parsed) for each parsed block, then ([object], None) once
+        an object is read to its end, in order. A DuckDB statement costs ~10 ms before its first record, so the
+        usual records of several small objects go through one statement (up to a block's bytes), and come
+        out as one block; anything else is parsed piece by piece."""
         waiting: list[tuple[T, Pieces | Parsed]] = []
         finished: list[T] = []
         size = 0
@@ -73,28 +73,29 @@ class JsonRecordsParser:
 
     def _parse_waiting(
         self, waiting: list[tuple[T, Pieces | Parsed]], finished: list[T]
-    ) -> Iterator[tuple[T, Parsed | None]]:
+    ) -> Iterator[tuple[list[T], Parsed | None]]:
         together = [i for i, (_, p) in enumerate(waiting) if isinstance(p, Pieces) and _usual_candidate(p)]
-        parsed = dict(
-            zip(
-                together,
-                self._parse_together([p for i in together if isinstance(p := waiting[i][1], Pieces)]) or [],
-                strict=False,
-            )
-        )
+        items: list[T] = []
+        piece_objects = []  # per piece, its object's index in items: an object's pieces come one after another
+        for i in together:
+            if not items or items[-1] is not waiting[i][0]:
+                items.append(waiting[i][0])
+            piece_objects.append(len(items) - 1)
+        pieces_list = [p for i in together if isinstance(p := waiting[i][1], Pieces)]
+        parsed = self._parse_together(pieces_list, np.asarray(piece_objects, np.int64)) if len(items) > 1 else None
+        if parsed is not None:
+            yield items, parsed
+        done = set(together) if parsed is not None else set()
         for i, (item, p) in enumerate(waiting):
-            if i in parsed:
-                yield item, parsed[i]
-            else:
-                yield item, p if isinstance(p, Parsed) else self.parse_pieces(p)
+            if i not in done:
+                yield [item], p if isinstance(p, Parsed) else self.parse_pieces(p)
         for item in finished:
-            yield item, None
+            yield [item], None
 
-    def _parse_together(self, pieces_list: list[Pieces]) -> list[Parsed] | None:
-        """Usual pieces of several objects through one statement; None if any record is not usual (each
-        piece is then parsed on its own, where rejects and skips are told apart)."""
-        if len(pieces_list) < 2:
-            return None
+    def _parse_together(self, pieces_list: list[Pieces], piece_objects: np.ndarray) -> Parsed | None:
+        """Usual pieces of several objects through one statement, as one block whose rows carry their object's
+        index (`piece_objects`: each piece's); None if any record is not usual (each piece is then parsed on
+        its own, where rejects and skips are told apart)."""
         texts, valued = [], []
         for pieces in pieces_list:
             assert pieces.valued_members is not None  # _usual_candidate admits only such pieces
@@ -113,18 +114,16 @@ class JsonRecordsParser:
         if reason is not None and reason.null_count < len(reason):
             return None
         rows = typed.select(self.plan.empty.schema.names).cast(self.plan.empty.schema)
-        outs, start = [], 0
-        position = rows.schema.get_field_index("line_number")
-        for pieces in pieces_list:
-            part = rows.slice(start, pieces.count)
-            numbers = pa.array(np.arange(pieces.first, pieces.first + pieces.count, dtype=np.int64))
-            part = part.set_column(position, "line_number", numbers)
-            text_bytes = int(pieces.offsets[-1] - pieces.offsets[0])
-            out = Parsed(part, lines=pieces.count, text_bytes=text_bytes)
-            self._count_generations(out)
-            outs.append(out)
-            start += pieces.count
-        return outs
+        counts = np.fromiter((p.count for p in pieces_list), np.int64, len(pieces_list))
+        starts = np.cumsum(counts) - counts
+        firsts = np.fromiter((p.first for p in pieces_list), np.int64, len(pieces_list))
+        numbers = np.arange(len(rows)) - np.repeat(starts - firsts, counts)
+        rows = rows.set_column(rows.schema.get_field_index("line_number"), "line_number", pa.array(numbers))
+        text_bytes = sum(int(p.offsets[-1] - p.offsets[0]) for p in pieces_list)
+        out = Parsed(rows, lines=len(rows), text_bytes=text_bytes, objects=np.repeat(piece_objects, counts))
+        out.reject_objects = []
+        self._count_generations(out)
+        return out
 
     def parse_pieces(self, pieces: Pieces) -> Parsed:
         n = pieces.count

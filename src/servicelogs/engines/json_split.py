@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import BinaryIO
 
 import numpy as np
@@ -54,12 +55,17 @@ class Pieces:
         return max(len(self.offsets) - 1, 0)
 
 
+@cache
+def _compiled(records_key: str, known_keys: frozenset[str]) -> tuple[frozenset[bytes], re.Pattern[bytes]]:
+    known = frozenset(k.encode() for k in known_keys)
+    return known, re.compile(rb'\A\s*\{\s*"' + re.escape(records_key.encode()) + rb'"\s*:\s*\[')
+
+
 class RecordSplitter:
     """Splits one object's decompressed stream into record texts, block by block."""
 
     def __init__(self, records_key: str, known_keys: frozenset[str] = frozenset()) -> None:
-        self._known = frozenset(k.encode() for k in known_keys)
-        self._header = re.compile(rb'\A\s*\{\s*"' + re.escape(records_key.encode()) + rb'"\s*:\s*\[')
+        self._known, self._header = _compiled(records_key, known_keys)  # once, not per object
         self.records_key = records_key
         self.mode: str | None = None  # "array" ({"key": [...]}) or "lines" (JSON values one after another)
         self.array_closed = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -70,7 +70,7 @@ def execute(
         _drain(q, progress)
         clean = not summary.batches_failed
     finally:
-        _stop(pool, clean)
+        _stop(pool, clean, lambda: _drain(q, progress))
 
 
 def _lost(task: BatchTask) -> ObjectProblem:
@@ -83,13 +83,24 @@ def _lost(task: BatchTask) -> ObjectProblem:
     )
 
 
-def _stop(pool: ProcessPoolExecutor, clean: bool) -> None:
+def _stop(pool: ProcessPoolExecutor, clean: bool, drain: Callable[[], None]) -> None:
     """Shut the pool down. After a worker died (or an error), do not wait: a broken pool's shutdown can
-    wait forever on a worker that will never answer; kill what is left, whose batches the next run redoes."""
+    wait forever on a worker that will never answer; kill what is left, whose batches the next run redoes.
+
+    A worker exits only once its progress events are through the queue's pipe, which holds ~64 KB: events
+    still on their way after the last result (a burst of `object_done`s of small objects) are drained while
+    the workers exit, or the shutdown would wait for them forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # private: no public way to kill them
     if clean:
+        pool.shutdown(wait=False)
+        while processes:
+            drain()
+            if processes[0].is_alive():
+                processes[0].join(0.05)
+            else:
+                processes.pop(0)
         pool.shutdown(wait=True)
         return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # private: no public way to kill them
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(Exception):
