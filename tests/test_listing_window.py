@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 from datetime import date
 from pathlib import Path
 
@@ -51,24 +50,10 @@ def done_keys(lake: Path, table: str = "alb") -> list[str]:
 # -- S3: moto in server mode ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3():
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    from s3_support import ENV, start_moto
-
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    moto, port = start_moto()
-    endpoint = f"http://127.0.0.1:{port}"
-    yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"), endpoint
-    moto.kill()
-    moto.wait()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+@pytest.fixture
+def s3(moto, aws_env):
+    """A client that talks to moto, and the endpoint the code under test is given."""
+    return moto.client, moto.url
 
 
 class Bucket:

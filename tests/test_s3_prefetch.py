@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import os
 import threading
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from exactly_once_support import expected_lines, oracle, source_objects, write_l
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
-from s3_support import ENV, start_moto, start_proxy  # noqa: E402
 
 import servicelogs  # noqa: E402
 from servicelogs import prefetch  # noqa: E402
@@ -29,22 +27,11 @@ from servicelogs.sources import LocalSource, SourceObject  # noqa: E402
 _buckets = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def s3():
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    moto, port = start_moto()
-    proxy, server = start_proxy(port)
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-    yield proxy, client
-    server.shutdown()
-    moto.kill()
-    moto.wait()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+@pytest.fixture
+def s3(moto, aws_env):
+    """The session's fault proxy (cleared) and a client that talks to moto directly."""
+    moto.proxy.clear()
+    return moto.proxy, moto.client
 
 
 def bucket_with(s3, objects: dict[str, bytes]) -> tuple[S3Source, list[SourceObject]]:

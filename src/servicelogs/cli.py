@@ -378,21 +378,20 @@ def _listing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from e
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a number of days (0 or more)")
-    return value
+def _whole(minimum: int, whole: str, counted: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`, or a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {whole}") from e
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not {counted} ({minimum} or more)")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from e
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number (1 or more)")
-    return value
+_days = _whole(0, "a whole number of days", "a number of days")
+_positive = _whole(1, "a whole number", "a positive number")
