@@ -183,14 +183,16 @@ def test_s3_since_and_until_replace_the_window(s3, tmp_path) -> None:
             (f"{east}2024/05/01/", "", ""),
         ]
     )
-    # --until alone keeps the window's start (the latest day, 2024-05-01, less 3) and ends it there.
+    # The last run listed only --since/--until, so the ledger's mark does not vouch for the days before it:
+    # the next run lists everything (run._unsettled), --until alone ending it.
     s = convert(b.source, lake, until=date(2024, 5, 2))
-    assert (s.listing_from, s.objects_new, s.objects_done_before) == ("2024-04-28", 1, 2)
-    assert b.asked()[-3:] == [
-        (f"{east}2024/05/", "/", ""),
-        (f"{east}2024/05/01/", "", ""),
-        (f"{east}2024/05/02/", "", ""),
-    ]
+    assert (s.listing, s.listing_from, s.objects_new, s.objects_done_before) == ("full", "", 1, 2)
+    assert "listed only --since/--until" in s.listing_why
+    # Once a run without a window settled everything, the next one lists the window again.
+    settled = convert(b.source, lake)
+    assert (settled.listing, settled.objects_new) == ("full", 1)
+    again = convert(b.source, lake)
+    assert (again.listing, again.listing_from, again.objects_new) == ("window", "2024-05-07", 0)
 
 
 def test_s3_access_simple_prefix_starts_after_the_first_day_of_the_window(s3, tmp_path) -> None:
@@ -268,6 +270,29 @@ def test_local_window_walks_only_the_days_and_a_full_listing_finds_the_late_obje
     s = convert(LocalSource(src), lake, full_listing=True)
     assert (s.listing, s.objects_listed, s.objects_new) == ("full", 5, 1)
     assert outside in done_keys(lake)
+
+
+def test_an_object_a_run_failed_is_retried_by_a_full_listing_however_old(tmp_path) -> None:
+    """The high-water mark is the latest day committed: it does not vouch for an older object a run left
+    unconverted, so the run after one that failed an object lists everything, and retries it."""
+    src, lake = tmp_path / "src", tmp_path / "lake"
+    put_local(src, alb_key("us-east-1", "2024-05-10", 1))
+    broken = src / (alb_key("us-east-1", "2024-05-01", 2) + ".gz")
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"\x1f\x8b not gzip after all")
+    first = convert(LocalSource(src), lake)
+    assert (first.listing, first.objects_converted, first.objects_failed) == ("full", 1, 1)
+    assert Ledger(LocalStore(lake), "_servicelogs/alb").load().latest_day == "2024-05-10"
+
+    import gzip
+
+    broken.write_bytes(gzip.compress(ALB_LINE.encode()))  # the object is readable now, 9 days before the mark
+    retry = convert(LocalSource(src), lake)
+    assert (retry.listing, retry.objects_new, retry.objects_converted) == ("full", 1, 1)
+    assert retry.listing_why.endswith("left objects unconverted or failed: the days before the ledger's latest "
+                                      "may hold objects not converted")  # fmt: skip
+    assert broken.resolve().as_posix() in done_keys(lake)
+    assert convert(LocalSource(src), lake).listing == "window"  # everything settled: the window again
 
 
 def test_local_time_sorted_names_before_the_window_are_not_listed(tmp_path) -> None:

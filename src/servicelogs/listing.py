@@ -201,10 +201,12 @@ def plan(
     late_days: int = LATE_DAYS,
     full: bool = False,
     today: date | None = None,
+    unsettled: str | None = None,
 ) -> Plan:
     """The listing a run makes: see the module's doc. A high-water mark after `today` (UTC; a key dated in
     the future by mistake) counts as today: the clock can only move the window's start earlier, so a clock
-    that is off makes a run list more, never less."""
+    that is off makes a run list more, never less. `unsettled` says why the mark may not cover every older
+    day (run._unsettled): then the run lists everything."""
     if full:
         return Plan(None, "asked for with --full-listing")
     if not any(layout.days for layout in fmt.key_layouts):
@@ -213,6 +215,8 @@ def plan(
         return Plan(Window.of(fmt, since, until), "from --since")
     if latest_day is None:
         return Plan(None, "the first run of the table: the ledger holds no delivery day yet")
+    if unsettled:
+        return Plan(None, f"{unsettled}: the days before the ledger's latest may hold objects not converted")
     today = today or datetime.now(timezone.utc).date()
     if latest_day > today:
         mark = f"today, {today}, before the ledger's latest delivery day {latest_day},"

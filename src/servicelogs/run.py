@@ -280,8 +280,15 @@ def _run(
     summary.staging_cleaned, summary.uploads_aborted = clean_abandoned(store, ledger, run_id, state)
     summary.identities_migrated = migrate_identities(ledger, state, run_id)
     full, late_days = listing_options
+    unsettled = None if full or since else _unsettled(ledger, source, run_id)
     plan = listing.plan(
-        fmt, listing.parse_day(state.latest_day), since=since, until=until, late_days=late_days, full=full
+        fmt,
+        listing.parse_day(state.latest_day),
+        since=since,
+        until=until,
+        late_days=late_days,
+        full=full,
+        unsettled=unsettled,
     )
     summary.listing, summary.listing_from, summary.listing_why = plan.kind, plan.first, plan.why
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite, plan.window)
@@ -296,6 +303,33 @@ def _run(
     store.delete_prefix(ledger.staging(run_id))
     store.abort_uploads(ledger.staging(run_id))
     summary.ledger_head = state.head
+
+
+def _unsettled(ledger: Ledger, source: Source, own_run: str) -> str | None:
+    """Why the ledger's high-water mark may not cover every older day of `source`, if it may not: the mark is
+    the latest day committed, and a window from it would never list again an older object that a run left
+    unconverted. So only a table whose last run of this source settled everything it listed (no pending
+    intents, nothing failed, no --since/--until) is listed by the window; else the run lists everything."""
+    if next(ledger.intents(), None) is not None:
+        return "batches of an earlier run are pending"
+    summaries = sorted(
+        key for key, _ in ledger.store.list(ledger.runs) if key.endswith(".json") and f"/{own_run}." not in key
+    )
+    if not summaries:
+        return "no earlier run summary"
+    data = ledger.store.get(summaries[-1])
+    try:
+        last = json.loads(data) if data else {}
+    except ValueError:
+        last = {}
+    run = last.get("run_id", "?")
+    if last.get("source") != str(source):
+        return f"the last run ({run}) read another source, {last.get('source') or 'unknown'}"
+    if not last.get("ok") or last.get("objects_failed"):
+        return f"the last run ({run}) left objects unconverted or failed"
+    if last.get("since") or last.get("until"):
+        return f"the last run ({run}) listed only --since/--until"
+    return None
 
 
 def _new_objects(
