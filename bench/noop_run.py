@@ -23,7 +23,6 @@ from pathlib import Path
 import servicelogs
 from servicelogs import formats, listing
 from servicelogs.ledger import Ledger, State
-from servicelogs.sources import LocalSource
 from servicelogs.storage import LocalStore
 from servicelogs.summary import RunSummary
 
@@ -40,10 +39,16 @@ def make_source(root: Path, count: int) -> None:
         (folder / name).write_bytes(b"x")
 
 
-def seed_ledger(source: Path, target: Path, after_checkpoint: int = 20) -> tuple[int, int]:
+def seed_ledger(source: str | Path, target: Path, after_checkpoint: int = 20) -> tuple[int, int, int]:
+    """Record every object of `source` as done in `target`'s ledger (commits of 1,000, a checkpoint, then
+    `after_checkpoint` commits after it) with the summary of the run that settled them. Returns the objects,
+    commits, and commits after the checkpoint."""
+    from servicelogs.locations import open_source
+
     ledger = Ledger(LocalStore(target), "_servicelogs/alb")
     state = State()
-    objects = sorted(LocalSource(source).list())
+    found = open_source(str(source))
+    objects = sorted(found.list())
     chunks = [tuple(objects[i : i + 1000]) for i in range(0, len(objects), 1000)]
     split = max(0, len(chunks) - after_checkpoint)
     alb = formats.get("alb")
@@ -53,9 +58,9 @@ def seed_ledger(source: Path, target: Path, after_checkpoint: int = 20) -> tuple
         if i + 1 == split:
             ledger.checkpoint(state, "bench")
     # The summary a run that converted them all would have left: the next run may then list the window only.
-    settled = RunSummary("bench", "alb", str(LocalSource(source)), str(target), objects_new=len(objects))
+    settled = RunSummary("bench", "alb", str(found), str(target), objects_new=len(objects))
     ledger.store.put(f"{ledger.runs}/bench.json", settled.to_json().encode())
-    return state.head, state.head - split
+    return len(objects), state.head, state.head - split
 
 
 def main() -> int:
@@ -71,7 +76,7 @@ def main() -> int:
         source, target = base / "src", base / "lake"
         t0 = time.perf_counter()
         make_source(source, count)
-        commits, after = seed_ledger(source, target)
+        _, commits, after = seed_ledger(source, target)
         setup = time.perf_counter() - t0
         times = []
         for _ in range(3):

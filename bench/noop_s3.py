@@ -30,12 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # s3_support: the moto server
 
+from noop_run import seed_ledger
 from s3_support import ENV, MOTO_SCRIPT, free_port
 
 import servicelogs
-from servicelogs import formats, listing
-from servicelogs.ledger import Ledger, State
-from servicelogs.storage import LocalStore
 from servicelogs.summary import RunSummary
 
 ACCOUNT = "123456789012"
@@ -86,26 +84,6 @@ def start_moto(log: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError(f"moto server did not start (see {log})")
 
 
-def seed_ledger(source: str, target: Path, after_checkpoint: int = 5) -> int:
-    from servicelogs.locations import open_source
-
-    fmt = formats.get("alb")
-    ledger = Ledger(LocalStore(target), "_servicelogs/alb")
-    state = State()
-    objects = sorted(open_source(source).list())
-    chunks = [tuple(objects[i : i + 1000]) for i in range(0, len(objects), 1000)]
-    split = max(0, len(chunks) - after_checkpoint)
-    for i, chunk in enumerate(chunks):
-        day = listing.latest(listing.delivery_day(fmt, o.key) for o in chunk)
-        ledger.commit(state, f"bench{i:08d}", "bench", chunk, [], latest_day=day)
-        if i + 1 == split:
-            ledger.checkpoint(state, "bench")
-    # The summary a run that converted them all would have left: the next run may then list the window only.
-    settled = RunSummary("bench", "alb", str(open_source(source)), str(target), objects_new=len(objects))
-    ledger.store.put(f"{ledger.runs}/bench.json", settled.to_json().encode())
-    return len(objects)
-
-
 def cpu_of(pid: int) -> float:
     """CPU seconds (user + system) process `pid` has used so far (moto's: the S3 side of a run)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -151,7 +129,7 @@ def main() -> int:
         t0 = time.perf_counter()
         fill(client, "logs", args.objects, args.days, regions)
         source, target = "s3://logs/logs", base / "lake"
-        count = seed_ledger(source, target)
+        count, _, _ = seed_ledger(source, target, after_checkpoint=5)
         print(f"{count:,} objects over {args.days} days and {len(regions)} regions, set up in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
 
