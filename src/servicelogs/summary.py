@@ -123,7 +123,10 @@ class RunSummary(Counts):
         return self.bytes_text / 1e6 / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The summary as JSON keys, the run's identity first (readers find `{"run_id": ...` at a line's start)."""
+        fields = asdict(self)
+        identity = ("run_id", "format", "source", "target", "since", "until")
+        d = {name: fields.pop(name) for name in identity} | fields
         for name in TALLY_FIELDS:  # asdict would rebuild each Counter from its (key, count) pairs as elements
             d[name] = dict(getattr(self, name).most_common())
         d["mb_per_second"] = round(self.mb_per_second, 2)
