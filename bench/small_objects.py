@@ -25,8 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from duckdb_baseline import baseline_sql  # noqa: E402
-from throughput import JSON_RECORDS, TEMPLATES, corpus, measure, template_groups  # noqa: E402
+from throughput import JSON_RECORDS, TEMPLATES, corpus, run_pipelines, template_groups  # noqa: E402
 
 # The key's last random token, before its extensions: a suffix there keeps every layout's key valid.
 _KEY_TAIL = re.compile(r"([A-Za-z0-9]+)((?:\.log|\.json)?(?:\.gz)?)$")
@@ -91,25 +90,12 @@ def main() -> None:
     args = parser.parse_args()
 
     root = small_corpus(args.format, args.objects, args.object_kb)
-    source = root / "source"
     info = (root / ".complete").read_text().strip()
     n_objects, text_mb = int(info.split()[0]), int(info.split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({info})")
     print(f"machine: {os.cpu_count()} cores; workers {args.workers}; servicelogs from {args.src or 'this tree'}\n")
-    rows = []
-    if args.only in (None, "servicelogs"):
-        target = root / "servicelogs-target"
-        shutil.rmtree(target, ignore_errors=True)
-        env = {**os.environ, "PYTHONPATH": args.src} if args.src else None
-        cmd = [sys.executable, "-m", "servicelogs", "convert", args.format, str(source), str(target)]
-        m = measure([*cmd, "--workers", str(args.workers), "--json"], env=env)
-        rows.append(("servicelogs convert", m))
-    if args.only in (None, "duckdb"):
-        target = root / "duckdb-target"
-        shutil.rmtree(target, ignore_errors=True)
-        script = baseline_sql(args.format, source, target, args.workers, template_groups(args.format)[1][0])
-        m = measure([sys.executable, "-c", f"import duckdb; duckdb.sql({script!r})"])
-        rows.append(("duckdb", m))
+    pipelines = (args.only,) if args.only else ("servicelogs", "duckdb")
+    rows = run_pipelines(args.format, root, args.workers, pipelines, Path(args.src) if args.src else None)
 
     print(f"{'pipeline':22} {'wall s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'objects/CPU-s':>14} {'max RSS MB':>11}")
     for name, m in rows:

@@ -232,6 +232,38 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+PIPELINES = ("servicelogs", "duckdb", "chdb")
+
+
+def run_pipelines(
+    fmt: str, root: Path, workers: int, pipelines: tuple[str, ...] = PIPELINES, src: Path | None = None
+) -> list[tuple[str, Measure]]:
+    """Each pipeline in its own process over `root`/source, into `root`/<pipeline>-target: (name, measure).
+    `src`: run servicelogs from that tree (an older copy of `src/`, for before/after figures)."""
+    source = root / "source"
+    rows = []
+    if "servicelogs" in pipelines:
+        target = root / "servicelogs-target"
+        shutil.rmtree(target, ignore_errors=True)
+        env = {**os.environ, "PYTHONPATH": str(src.resolve())} if src else None
+        command = [sys.executable, "-m", "servicelogs", "convert", fmt, str(source), str(target)]
+        rows.append(("servicelogs convert", measure([*command, "--workers", str(workers), "--json"], env)))
+    header = template_groups(fmt)[1][0]
+    if "duckdb" in pipelines:
+        target = root / "duckdb-target"
+        shutil.rmtree(target, ignore_errors=True)
+        script = baseline_sql(fmt, source, target, workers, header)
+        m = measure([sys.executable, "-c", f"import duckdb; duckdb.sql({script!r})"])
+        rows.append(("duckdb read_json + COPY" if fmt in JSON_RECORDS else "duckdb read_csv + COPY", m))
+    if "chdb" in pipelines:
+        target = root / "chdb-target"
+        shutil.rmtree(target, ignore_errors=True)
+        script = chdb_sql(fmt, source, target, workers, header)
+        m = measure([sys.executable, "-c", f"import chdb; chdb.query({script!r})"])
+        rows.append(("chdb RawBLOB + INSERT" if fmt in JSON_RECORDS else "chdb CSV + INSERT", m))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("format", choices=sorted(TEMPLATES))
@@ -248,33 +280,11 @@ def main() -> None:
     args = parser.parse_args()
 
     root = corpus(args.format, args.mb, args.object_mb, args.templates_only)
-    source = root / "source"
     text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({(root / '.complete').read_text().strip()})")
     print(f"machine: {os.cpu_count()} cores; workers {args.workers}\n")
-    rows = []
-    if args.only in (None, "servicelogs"):
-        target = root / "servicelogs-target"
-        shutil.rmtree(target, ignore_errors=True)
-        exe = [sys.executable, "-m", "servicelogs"]
-        env = {**os.environ, "PYTHONPATH": str(args.src.resolve())} if args.src else None
-        command = [*exe, "convert", args.format, str(source), str(target), "--workers", str(args.workers), "--json"]
-        m = measure(command, env)
-        rows.append(("servicelogs convert", m))
-    if args.only in (None, "duckdb"):
-        target = root / "duckdb-target"
-        shutil.rmtree(target, ignore_errors=True)
-        header = template_groups(args.format)[1][0]
-        script = baseline_sql(args.format, source, target, args.workers, header)
-        m = measure([sys.executable, "-c", f"import duckdb; duckdb.sql({script!r})"])
-        rows.append(("duckdb read_json + COPY" if args.format in JSON_RECORDS else "duckdb read_csv + COPY", m))
-    if args.only in (None, "chdb"):
-        target = root / "chdb-target"
-        shutil.rmtree(target, ignore_errors=True)
-        header = template_groups(args.format)[1][0]
-        script = chdb_sql(args.format, source, target, args.workers, header)
-        m = measure([sys.executable, "-c", f"import chdb; chdb.query({script!r})"])
-        rows.append(("chdb RawBLOB + INSERT" if args.format in JSON_RECORDS else "chdb CSV + INSERT", m))
+    pipelines = (args.only,) if args.only else PIPELINES
+    rows = run_pipelines(args.format, root, args.workers, pipelines, args.src)
 
     print(
         f"{'pipeline':26} {'wall s':>8} {'MB/s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'max RSS MB':>11} {'tree RSS MB':>12}"
