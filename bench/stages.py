@@ -26,7 +26,7 @@ from servicelogs.engines.arrow_parse import Opener
 from servicelogs.engines.batch import _write_rows, parser_for
 from servicelogs.engines.writer import PartitionedWriter
 from servicelogs.render.arrow import schema
-from servicelogs.sources import decompressed
+from servicelogs.sources import SourceObject, decompressed
 
 
 def _opener(text: bytes) -> Opener:
@@ -65,7 +65,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         writer = PartitionedWriter(out, "part.parquet", schema(fmt))
         for path, block in blocks:
-            _write_rows(fmt, block.rows, str(path), fmt.match_key(str(path)) or {}, "run", writer)
+            key = str(path)
+            groups = {key: tuple(sorted((fmt.match_key(key) or {}).items()))}
+            _write_rows(fmt, block.rows, [SourceObject(key, 0, "")], None, groups, "run", writer)
         writer.close()
         written = time.process_time()
         if profile:

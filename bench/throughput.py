@@ -16,6 +16,8 @@ whole process tree sampled every 50 ms). Timings are for reading, not for assert
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gzip
 import json
 import os
@@ -186,6 +188,8 @@ class Measure:
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
+    _adopt_orphans()
+    ours = _children()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
@@ -200,14 +204,41 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     code = proc.wait()
+    wall = time.perf_counter() - started
+    _reap_orphans(ours)
     stop.set()
     sampler.join()
-    wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {code}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Measure(wall, cpu, after.ru_maxrss / 1024, peak[0] / 1024)
+
+
+def _adopt_orphans() -> None:
+    """Become the subreaper of what we start: a process the command leaves behind (servicelogs' fork server,
+    which forked its workers) is then reparented to us instead of to init, so we can wait for it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER (Linux)
+
+
+def _reap_orphans(ours: set[int]) -> None:
+    """Wait for every descendant the command left behind (not for `ours`, the children we had before it, such
+    as a moto server): RUSAGE_CHILDREN counts only the CPU of processes waited for (a fork server's includes
+    the workers it waited for), so without this a run's workers would be missing from its CPU seconds."""
+    while left := _children() - ours:
+        for pid in left:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _children() -> set[int]:
+    pid = os.getpid()
+    return {
+        int(c)
+        for t in os.listdir(f"/proc/{pid}/task")
+        for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()
+    }
 
 
 def _tree_rss(pid: int) -> int:

@@ -297,16 +297,24 @@ def test_an_unreadable_folder_is_named_not_skipped() -> None:
 
 
 def _workers_of(pid: int) -> list[int]:
-    """The pool's worker processes among the run's children (not multiprocessing's resource tracker)."""
-    workers = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            workers.append(int(child))
-    return workers
+    """The pool's worker processes: the children of the run's fork server (engines.local forks them from it)."""
+    return [
+        w for server in _children(pid) if b"multiprocessing.forkserver" in _cmdline(server) for w in _children(server)
+    ]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def test_a_worker_killed_mid_batch_fails_its_batch_and_the_next_run_redoes_it(tmp_path: Path) -> None:

@@ -8,12 +8,10 @@ workers never imports it: only its workers do.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import itertools
 import multiprocessing
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,6 +33,7 @@ from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, Grammar, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
 from servicelogs.summary import Counts, ObjectProblem, reason_kind
+from servicelogs.without_pandas import hide_pandas
 
 KeyGroups = tuple[tuple[str, str], ...]  # an object's key layout groups, as a batch's items carry them
 
@@ -88,22 +87,7 @@ def init_worker(q: multiprocessing.Queue) -> None:
     _progress_queue = q
     _die_with_parent()
     _keep_freed_memory()
-    _without_pandas()
-
-
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] == "pandas":
-            raise ImportError("servicelogs workers do not load pandas")
-
-
-def _without_pandas() -> None:
-    """pyarrow imports pandas, where it is installed, on the first `pa.array` call only to ask whether the
-    argument is a pandas object: ~0.3-0.7 CPU-s a worker, a fifth of the work of a 300 MB run with two
-    workers. No worker uses pandas; pyarrow runs without it when its import fails. Only in worker processes,
-    as for the allocator: a library does not hide modules from its caller's process."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
+    hide_pandas()
 
 
 def _keep_freed_memory() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -17,9 +18,21 @@ from typing import Any
 from servicelogs.run import BatchTask, Progress, StagedBatch, report
 from servicelogs.summary import ObjectProblem, RunSummary
 
-# Converting needs pyarrow, which takes ~0.3 CPU-seconds to import: the run imports the batch module only when it
-# converts a batch itself (one worker); with several workers only they do. Pickling a function takes its module,
-# so the pool is handed these two small functions of this module.
+# Converting needs pyarrow, numpy and the parsers, ~0.5 CPU-seconds of imports: the run imports the batch module
+# only when it converts a batch itself (one worker). With several workers, a fork server imports it once and
+# forks the workers from that (a spawned worker would import it anew: ~1 CPU-second more for two). Pickling a
+# function takes its module, so the pool is handed these two small functions of this module.
+_WORKER_MODULES = ["servicelogs.engines.batch"]
+
+# Below this many source bytes (as stored) a run converts in its own process whatever `workers` says: a pool costs
+# ~0.6 s and ~0.7 CPU-s to start (the fork server's imports, the workers' set-up), more than a second core saves
+# on ~1 CPU-second of work (16 MiB of gzip is ~70 MB of log text). Incremental runs every few minutes are this
+# small. SERVICELOGS_POOL_MIN_BYTES sets it (0: a pool whenever there are several workers and batches).
+POOL_MIN_BYTES = 16 << 20
+
+
+def _pool_min_bytes() -> int:
+    return int(os.environ.get("SERVICELOGS_POOL_MIN_BYTES", POOL_MIN_BYTES))
 
 
 def _init_worker(q: multiprocessing.Queue[Any]) -> None:
@@ -38,15 +51,17 @@ def stage_batch(task: BatchTask) -> StagedBatch:
 def execute(
     tasks: list[BatchTask], workers: int, progress: Progress | None, summary: RunSummary
 ) -> Iterator[StagedBatch]:
-    """The run's Engine: the batches in this process (one worker), else in a pool of worker processes."""
-    if workers <= 1 or len(tasks) <= 1:
+    """The run's Engine: the batches in this process (one worker, one batch, or a run too small to pay for a
+    pool: POOL_MIN_BYTES), else in a pool of worker processes."""
+    stored = sum(obj.size for task in tasks for obj, _ in task.objects)
+    if workers <= 1 or len(tasks) <= 1 or stored < _pool_min_bytes():
         from servicelogs.engines import batch
 
         with batch.reporting_to(progress):
             for task in tasks:
                 yield batch.stage_batch(task)
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _worker_context()
     q: multiprocessing.Queue[Any] = ctx.Queue()
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
     clean = False
@@ -71,6 +86,16 @@ def execute(
         clean = not summary.batches_failed
     finally:
         _stop(pool, clean, lambda: _drain(q, progress))
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Worker processes forked from a fork server that has imported the batch module: a clean process (not a
+    fork of the run and its threads) that costs no imports. The fork server is this process's (multiprocessing
+    keeps one): it outlives the pool for the next run's, and exits with this process. Where the caller already
+    started it, its workers import what they need themselves."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_WORKER_MODULES)
+    return ctx
 
 
 def _lost(task: BatchTask) -> ObjectProblem:

@@ -1,0 +1,65 @@
+"""What a run's processes cost to start: worker processes only for a run big enough to pay for them, and no
+pandas (which pyarrow would import on its first array) in the processes servicelogs owns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import read_table
+
+import servicelogs
+from servicelogs import formats
+from servicelogs.engines import local
+from servicelogs.synth import write_corpus
+
+
+class _NoPool:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("the run started a pool of worker processes")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """About 2 MB of ALB log text in several gzipped objects: a few batches, far below POOL_MIN_BYTES."""
+    fmt = formats.get("alb")
+    write_corpus(fmt, tmp_path / "src", 2, [[e.line for e in fmt.examples]], object_megabytes=0.2)
+    return tmp_path / "src"
+
+
+def test_a_small_run_converts_in_its_own_process_whatever_the_workers(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVICELOGS_POOL_MIN_BYTES")  # the default, which conftest turns off for the other tests
+    monkeypatch.setattr(local, "ProcessPoolExecutor", _NoPool)
+    summary = servicelogs.convert("alb", str(corpus), str(tmp_path / "lake"), workers=2, batch_bytes=64 << 10)
+    assert summary.ok and summary.batches_committed > 1, summary.text()
+    assert summary.rows == summary.lines > 0 and summary.rejects == 0
+
+
+def test_the_same_run_with_a_pool_gives_the_same_table(corpus: Path, tmp_path: Path) -> None:
+    in_process = servicelogs.convert("alb", str(corpus), str(tmp_path / "one"), workers=1, batch_bytes=64 << 10)
+    pooled = servicelogs.convert("alb", str(corpus), str(tmp_path / "pool"), workers=2, batch_bytes=64 << 10)
+    assert pooled.batches_committed == in_process.batches_committed > 1
+    partitions = formats.get("alb").partitions
+    columns = lambda rows: [{k: v for k, v in r.items() if k != "run_id"} for r in rows]  # noqa: E731
+    assert columns(read_table(tmp_path / "pool", "alb", partitions)) == columns(
+        read_table(tmp_path / "one", "alb", partitions)
+    )
+
+
+def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path: Path) -> None:
+    """pyarrow imports pandas, where installed, on its first `pa.array` (0.3–0.7 CPU-s a process)."""
+    probe = (
+        "import sys\n"
+        "from servicelogs import cli\n"
+        "from servicelogs.engines import batch\n"
+        f"code = cli.main(['convert', 'alb', {str(corpus)!r}, {str(tmp_path / 'lake')!r}, '--workers', '1', '-q'])\n"
+        "assert code == 0, code\n"
+        "assert batch.__name__ and 'pandas' not in sys.modules, 'the run loaded pandas'\n"
+        "print('no pandas')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "no pandas", out.stderr
