@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_table
+from conftest import read_rejects, read_table
 
 import servicelogs
 from servicelogs import formats
@@ -63,3 +63,23 @@ def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "no pandas", out.stderr
+
+
+def test_workers_see_the_environment_of_the_run_not_of_the_fork_server(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server outlives a run for the next one in the process; each run's workers get its environment
+    (here a limit read as servicelogs.sources loads) as spawned workers did."""
+    first = servicelogs.convert("alb", str(corpus), str(tmp_path / "first"), workers=2, batch_bytes=64 << 10)
+    assert first.ok and first.rejects == 0  # the fork server runs now, started with the default limit
+    long_line = next(corpus.rglob("*.gz")).parent / "long.log"
+    fmt = formats.get("alb")
+    long_line.write_text(
+        fmt.examples[0].line + "\n" + fmt.examples[0].line.replace('"GET ', '"GET /' + "a" * 3000) + "\n"
+    )
+    long_line.rename(long_line.with_name(next(corpus.rglob("*.gz")).name.replace(".log.gz", "_x.log")))
+    monkeypatch.setenv("SERVICELOGS_MAX_LINE_BYTES", "2048")
+    second = servicelogs.convert("alb", str(corpus), str(tmp_path / "second"), workers=2, batch_bytes=64 << 10)
+    reasons = [r["reason"] for r in read_rejects(tmp_path / "second", "alb")]
+    assert second.rejects == 1 and reasons[0].startswith("a line of "), reasons
+    assert "longer than the limit of 2048 (SERVICELOGS_MAX_LINE_BYTES)" in reasons[0]

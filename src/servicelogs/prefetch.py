@@ -28,9 +28,20 @@ from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
 
 from servicelogs.sources import Source, SourceObject, _limit
 
-READ_AHEAD_BYTES = _limit("SERVICELOGS_READ_AHEAD_BYTES", 64 << 20)
-PART_BYTES = _limit("SERVICELOGS_READ_PART_BYTES", 8 << 20)
-READ_THREADS = _limit("SERVICELOGS_READ_THREADS", 16)
+_SETTINGS = {
+    "READ_AHEAD_BYTES": ("SERVICELOGS_READ_AHEAD_BYTES", 64 << 20),
+    "PART_BYTES": ("SERVICELOGS_READ_PART_BYTES", 8 << 20),
+    "READ_THREADS": ("SERVICELOGS_READ_THREADS", 16),
+}
+READ_AHEAD_BYTES = _limit(*_SETTINGS["READ_AHEAD_BYTES"])
+PART_BYTES = _limit(*_SETTINGS["PART_BYTES"])
+READ_THREADS = _limit(*_SETTINGS["READ_THREADS"])
+
+
+def read_limits() -> None:
+    """The settings from the environment as it is now (as sources.read_limits)."""
+    globals().update({name: _limit(*setting) for name, setting in _SETTINGS.items()})
+
 
 RawOpener = Callable[[], BinaryIO]  # opens one object's stored (not yet decompressed) bytes
 

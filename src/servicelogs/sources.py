@@ -39,20 +39,34 @@ def _limit(name: str, default: int) -> int:
         raise UsageError(f"{name}={value!r} is not a whole number") from e
 
 
-# Limits that keep memory bounded whatever an object holds. Read from the environment once (worker processes
-# inherit it); a caller in this process may set them here too. See docs/architecture.md, "Limits".
-MAX_LINE_BYTES = _limit("SERVICELOGS_MAX_LINE_BYTES", 4 << 20)
+# Limits that keep memory bounded whatever an object holds. Read from the environment as this module loads, and
+# again in a worker process once its run's environment is set (read_limits); a caller in this process may set them
+# here too. See docs/architecture.md, "Limits".
+_LIMITS = {
+    "MAX_LINE_BYTES": ("SERVICELOGS_MAX_LINE_BYTES", 4 << 20),
+    "MAX_RECORD_BYTES": ("SERVICELOGS_MAX_RECORD_BYTES", 16 << 20),
+    "MAX_RATIO": ("SERVICELOGS_MAX_RATIO", 250),
+    "RATIO_FLOOR_BYTES": ("SERVICELOGS_RATIO_FLOOR_BYTES", 256 << 20),
+    "MAX_OBJECT_BYTES": ("SERVICELOGS_MAX_OBJECT_BYTES", 64 << 30),
+}
+MAX_LINE_BYTES = _limit(*_LIMITS["MAX_LINE_BYTES"])
 """A longer line is a reject holding its first LONG_LINE_HEAD bytes and its length: AWS caps user agents at 8 KB
 and its request lines far below a megabyte, so such a line is damage (a missing newline), not a record."""
-MAX_RECORD_BYTES = _limit("SERVICELOGS_MAX_RECORD_BYTES", 16 << 20)
+MAX_RECORD_BYTES = _limit(*_LIMITS["MAX_RECORD_BYTES"])
 """A longer JSON record is a reject the same way (CloudTrail records are at most a few hundred KB)."""
-MAX_RATIO = _limit("SERVICELOGS_MAX_RATIO", 250)
-RATIO_FLOOR_BYTES = _limit("SERVICELOGS_RATIO_FLOOR_BYTES", 256 << 20)
+MAX_RATIO = _limit(*_LIMITS["MAX_RATIO"])
+RATIO_FLOOR_BYTES = _limit(*_LIMITS["RATIO_FLOOR_BYTES"])
 """A gzip object that inflates past RATIO_FLOOR_BYTES and past MAX_RATIO times the compressed bytes read so far
 fails (a gzip bomb: zeros inflate ~1000x; log text 5-50x)."""
-MAX_OBJECT_BYTES = _limit("SERVICELOGS_MAX_OBJECT_BYTES", 64 << 30)
+MAX_OBJECT_BYTES = _limit(*_LIMITS["MAX_OBJECT_BYTES"])
 """An object whose decompressed text passes this fails, whatever its ratio."""
 LONG_LINE_HEAD = 4096
+
+
+def read_limits() -> None:
+    """The limits from the environment as it is now (engines.worker: a worker forked from a fork server, which
+    loaded this module with the server's environment)."""
+    globals().update({name: _limit(*setting) for name, setting in _LIMITS.items()})
 
 
 @dataclass(frozen=True, order=True)

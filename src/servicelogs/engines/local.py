@@ -15,14 +15,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from servicelogs.engines import worker
 from servicelogs.run import BatchTask, Progress, StagedBatch, report
 from servicelogs.summary import ObjectProblem, RunSummary
 
-# Converting needs pyarrow, numpy and the parsers, ~0.5 CPU-seconds of imports: the run imports the batch module
-# only when it converts a batch itself (one worker). With several workers, a fork server imports it once and
-# forks the workers from that (a spawned worker would import it anew: ~1 CPU-second more for two). Pickling a
-# function takes its module, so the pool is handed these two small functions of this module.
-_WORKER_MODULES = ["servicelogs.engines.batch"]
+# Converting needs pyarrow and numpy, ~0.3 CPU-seconds of imports: the run imports the batch module only when it
+# converts a batch itself. With several workers, a fork server imports them once and forks the workers from it (a
+# spawned worker would import them anew: ~1 CPU-second more for two, with servicelogs' own modules). servicelogs'
+# modules are left to each worker: some read the environment as they load (engines.worker).
+_PRELOADED = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip", "servicelogs"]
 
 # Below this many source bytes (as stored) a run converts in its own process whatever `workers` says: a pool costs
 # ~0.6 s and ~0.7 CPU-s to start (the fork server's imports, the workers' set-up), more than a second core saves
@@ -33,19 +34,6 @@ POOL_MIN_BYTES = 16 << 20
 
 def _pool_min_bytes() -> int:
     return int(os.environ.get("SERVICELOGS_POOL_MIN_BYTES", POOL_MIN_BYTES))
-
-
-def _init_worker(q: multiprocessing.Queue[Any]) -> None:
-    from servicelogs.engines import batch
-
-    batch.init_worker(q)
-
-
-def stage_batch(task: BatchTask) -> StagedBatch:
-    """Convert one batch into staged files (servicelogs.engines.batch.stage_batch)."""
-    from servicelogs.engines import batch
-
-    return batch.stage_batch(task)
 
 
 def execute(
@@ -63,13 +51,15 @@ def execute(
         return
     ctx = _worker_context()
     q: multiprocessing.Queue[Any] = ctx.Queue()
-    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
+    pool = ProcessPoolExecutor(
+        min(workers, len(tasks)), mp_context=ctx, initializer=worker.set_up, initargs=(q, dict(os.environ))
+    )
     clean = False
     try:
         futures: dict[Future[StagedBatch], BatchTask] = {}
         for i, task in enumerate(tasks):
             try:
-                futures[pool.submit(stage_batch, task)] = task
+                futures[pool.submit(worker.stage_batch, task)] = task
             except BrokenProcessPool:  # a worker died while the batches were being handed out
                 summary.batches_failed += [_lost(t) for t in tasks[i:]]
                 break
@@ -89,12 +79,12 @@ def execute(
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    """Worker processes forked from a fork server that has imported the batch module: a clean process (not a
-    fork of the run and its threads) that costs no imports. The fork server is this process's (multiprocessing
+    """Worker processes forked from a fork server that has imported the heavy libraries: a clean process (not a
+    fork of the run and its threads) that costs few imports. The fork server is this process's (multiprocessing
     keeps one): it outlives the pool for the next run's, and exits with this process. Where the caller already
     started it, its workers import what they need themselves."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_WORKER_MODULES)
+    ctx.set_forkserver_preload(_PRELOADED)
     return ctx
 
 

@@ -1,0 +1,43 @@
+"""What the local engine's worker processes run: their set-up, then one batch at a time.
+
+The workers are forked from a fork server (engines.local), which outlives a run for the next one in the same
+process, so a worker starts with the environment the fork server started with. The set-up installs the run's
+environment before anything of servicelogs that reads it is imported (the limits of servicelogs.sources and
+servicelogs.prefetch are read as they load; where a fork server of someone else's loaded them, they are read
+again): this module is unpickled into the worker first, and imports nothing but the standard library until
+then. Pickling a function takes its module, so the pool is handed these two.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import multiprocessing
+
+    from servicelogs.run import BatchTask, StagedBatch
+
+
+# Modules that read the environment as they load: a fork server someone else started (a test harness, an
+# application) may have loaded them with its own.
+_READ_AT_LOAD = ("servicelogs.sources", "servicelogs.prefetch")
+
+
+def set_up(q: multiprocessing.Queue[Any], environ: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
+    for name in _READ_AT_LOAD:
+        if name in sys.modules:
+            sys.modules[name].read_limits()
+    from servicelogs.engines import batch
+
+    batch.init_worker(q)
+
+
+def stage_batch(task: BatchTask) -> StagedBatch:
+    """Convert one batch into staged files (servicelogs.engines.batch.stage_batch)."""
+    from servicelogs.engines import batch
+
+    return batch.stage_batch(task)
