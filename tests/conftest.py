@@ -18,9 +18,9 @@ from servicelogs.storage import LocalStore, Store
 from servicelogs.summary import RunSummary
 
 # The tests' inputs are small: without this, a run with several workers would convert them in its own process
-# (engines.local.POOL_MIN_BYTES), and the worker processes' tests would test nothing. Runs started by the tests
+# (engines.local.POOL_MIN_TEXT_BYTES), and the worker processes' tests would test nothing. Runs started by the tests
 # inherit it. tests/test_process_costs.py checks the default.
-os.environ["SERVICELOGS_POOL_MIN_BYTES"] = "0"
+os.environ["SERVICELOGS_POOL_MIN_TEXT_BYTES"] = "0"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -23,7 +23,7 @@ class _NoPool:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """About 2 MB of ALB log text in several gzipped objects: a few batches, far below POOL_MIN_BYTES."""
+    """About 2 MB of ALB log text in several gzipped objects: a few batches, far below POOL_MIN_TEXT_BYTES."""
     fmt = formats.get("alb")
     write_corpus(fmt, tmp_path / "src", 2, [[e.line for e in fmt.examples]], object_megabytes=0.2)
     return tmp_path / "src"
@@ -32,7 +32,7 @@ def corpus(tmp_path: Path) -> Path:
 def test_a_small_run_converts_in_its_own_process_whatever_the_workers(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("SERVICELOGS_POOL_MIN_BYTES")  # the default, which conftest turns off for the other tests
+    monkeypatch.delenv("SERVICELOGS_POOL_MIN_TEXT_BYTES")  # the default, which conftest turns off for the other tests
     monkeypatch.setattr(local, "ProcessPoolExecutor", _NoPool)
     summary = servicelogs.convert("alb", str(corpus), str(tmp_path / "lake"), workers=2, batch_bytes=64 << 10)
     assert summary.ok and summary.batches_committed > 1, summary.text()

@@ -126,36 +126,28 @@ def converted_partition(fmt: LogFormat, table_location: str, visible_key: str) -
     return Partition(tuple(v for _, v in pairs), f"{table_location}/{'/'.join(folders)}/")
 
 
-def raw_partition(fmt: LogFormat, raw: Table, key: str) -> Partition | str:
-    """The raw table's partition of source object `key` (its folder), or why it has none. Sources name
-    their objects by full location (a path, an s3:// URL); a relative key lies under the raw table's."""
-    from servicelogs.render.hive import raw_partition_keys, raw_partition_template
-
-    template = raw_partition_template(fmt)
-    pattern = re.sub(r"\\\$\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
-    directory = posixpath.dirname(key)
-    m = re.search(f"(?:^|/){pattern}$", directory)
-    if m is None:
-        return f"{key}: not in the folders of the partitioned key layout ({template})"
-    # Ledger keys are full locations (a path or an URL); a lake of servicelogs 0.1 named them from the source root.
-    full = directory.startswith("/") or "://" in directory
-    folder = directory if full else f"{raw.location.rstrip('/')}/{directory}"
-    return Partition(tuple(m[k] for k in raw_partition_keys(fmt)), f"{folder}/")
-
-
 def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Partition], list[str]]:
     """The raw table's partitions of source objects `keys` (one folder each), and the objects it cannot
-    show: outside the partitioned layout, or a second folder for one partition."""
-    from servicelogs.render.hive import raw_partition_keys
+    show: outside the partitioned layout, or a second folder for one partition. Sources name their objects by
+    full location (a path, an s3:// URL); a relative key lies under the raw table's. Objects of one folder share
+    a partition, so each folder is matched once (a busy S3 access log folder holds thousands of objects)."""
+    from servicelogs.render.hive import raw_partition_keys, raw_partition_template
 
-    if not raw_partition_keys(fmt):
+    names = raw_partition_keys(fmt)
+    if not names:
         return [], []
+    template = raw_partition_template(fmt)
+    folder_pattern = re.compile("(?:^|/)" + re.sub(r"\\\$\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$")
     problems: list[str] = []
     by_values: dict[tuple[str, ...], Partition] = {}
+    by_folder: dict[str, Partition | None] = {}
     for key in sorted(set(keys)):
-        p = raw_partition(fmt, raw, key)
-        if isinstance(p, str):
-            problems.append(p)
+        directory = posixpath.dirname(key)
+        if directory not in by_folder:
+            by_folder[directory] = _folder_partition(folder_pattern, names, raw, directory)
+        p = by_folder[directory]
+        if p is None:
+            problems.append(f"{key}: not in the folders of the partitioned key layout ({template})")
         elif p.values in by_values and by_values[p.values] != p:
             problems.append(
                 f"{p.location}: partition {p.values} of the raw table already lies at "
@@ -164,6 +156,18 @@ def raw_partitions(fmt: LogFormat, raw: Table, keys: list[str]) -> tuple[list[Pa
         else:
             by_values[p.values] = p
     return sorted(by_values.values()), problems
+
+
+def _folder_partition(
+    folder_pattern: re.Pattern[str], names: tuple[str, ...], raw: Table, directory: str
+) -> Partition | None:
+    m = folder_pattern.search(directory)
+    if m is None:
+        return None
+    # Ledger keys are full locations (a path or an URL); a lake of servicelogs 0.1 named them from the source root.
+    full = directory.startswith("/") or "://" in directory
+    folder = directory if full else f"{raw.location.rstrip('/')}/{directory}"
+    return Partition(tuple(m[k] for k in names), f"{folder}/")
 
 
 def _absolute(location: str) -> str:
