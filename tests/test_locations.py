@@ -347,6 +347,42 @@ def test_a_worker_killed_mid_batch_fails_its_batch_and_the_next_run_redoes_it(tm
     assert verdict.ok, str(verdict)
 
 
+def test_a_killed_run_takes_its_workers_with_it(tmp_path: Path) -> None:
+    """Workers are the fork server's children, and the fork server lives while they do: each watches its run,
+    so none stages on after the run is gone (the next run redoes the batches, and must not race a straggler)."""
+    objects = source_objects(120)
+    src, lake = tmp_path / "src", tmp_path / "lake"
+    write_local(src, objects)
+    argv = ["convert", "alb", str(src), str(lake), "--workers", "2", "--batch-objects", "1", "--json"]
+    proc, _out = start_cli(argv)
+    deadline = time.monotonic() + 120
+    workers = _workers_of(proc.pid)
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+        workers = _workers_of(proc.pid)
+    assert workers, "no worker process found"
+    servers = [p for p in _children(proc.pid) if b"multiprocessing.forkserver" in _cmdline(p)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    Path(_out).unlink(missing_ok=True)
+    left = set(workers + servers)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = {p for p in left if _alive(p)}
+    assert not left, f"processes of the killed run still alive: {sorted(left)}"
+    assert run_cli(argv).code == 0
+    verdict = oracle(expected_lines(objects), lake, root=src)
+    assert verdict.ok, str(verdict)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_a_failed_run_leaves_no_lock_file(corpus, monkeypatch) -> None:
     src, lake, _ = corpus
     from servicelogs import run

@@ -56,7 +56,7 @@ def execute(
     ctx = _worker_context()
     q: multiprocessing.Queue[Any] = ctx.Queue()
     pool = ProcessPoolExecutor(
-        min(workers, len(tasks)), mp_context=ctx, initializer=worker.set_up, initargs=(q, dict(os.environ))
+        min(workers, len(tasks)), mp_context=ctx, initializer=worker.set_up, initargs=(q, dict(os.environ), os.getpid())
     )
     clean = False
     try:

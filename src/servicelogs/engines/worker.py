@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 _READ_AT_LOAD = ("servicelogs.sources", "servicelogs.prefetch")
 
 
-def set_up(q: multiprocessing.Queue[Any], environ: dict[str, str]) -> None:
+def set_up(q: multiprocessing.Queue[Any], environ: dict[str, str], run_pid: int) -> None:
+    _die_with_run(run_pid)
     os.environ.clear()
     os.environ.update(environ)
     for name in _READ_AT_LOAD:
@@ -34,6 +35,44 @@ def set_up(q: multiprocessing.Queue[Any], environ: dict[str, str]) -> None:
     from servicelogs.engines import batch
 
     batch.init_worker(q)
+
+
+def _die_with_run(run_pid: int) -> None:
+    """A worker must not outlive its run: a killed run's batches are redone by the next run, which must not race a
+    straggler of the dead one staging the same files. The worker's parent is the fork server, which lives as long
+    as any of its workers, so the worker watches the run itself: a thread waits on the run's pidfd (readable when
+    the run exits, whatever its pid becomes later) and ends the worker at once. Without pidfds (not Linux 5.3+)
+    it looks for the run's pid once a second."""
+    import select
+    import threading
+    import time
+
+    try:
+        pidfd: int | None = os.pidfd_open(run_pid)
+    except ProcessLookupError:  # the run is gone already
+        os._exit(1)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def wait_for_run() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while _exists(run_pid):
+                time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=wait_for_run, daemon=True, name="die-with-run").start()
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def stage_batch(task: BatchTask) -> StagedBatch:
