@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -81,11 +80,9 @@ def reporting_to(progress: Progress | None) -> Iterator[None]:
 
 
 def init_worker(q: multiprocessing.Queue) -> None:
-    """In a worker process: report progress to the run through `q`, die with the run, keep freed memory, load
-    no pandas."""
+    """In a worker process: report progress to the run through `q`, keep freed memory, load no pandas."""
     global _progress_queue
     _progress_queue = q
-    _die_with_parent()
     _keep_freed_memory()
     hide_pandas()
 
@@ -102,18 +99,6 @@ def _keep_freed_memory() -> None:
         libc = ctypes.CDLL(None)
         libc.mallopt(m_mmap_threshold, 32 << 20)
         libc.mallopt(m_trim_threshold, 128 << 20)
-
-
-def _die_with_parent() -> None:
-    """A worker must not outlive its run: a killed run's batches are redone by the next run, which must
-    not race a straggler of the dead one."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-    if os.getppid() == 1:
-        os._exit(1)
 
 
 def stage_batch(task: BatchTask, attempt: int = 0) -> StagedBatch:

@@ -10,6 +10,7 @@ then. Pickling a function takes its module, so the pool is handed these two.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -42,11 +43,15 @@ def _die_with_run(run_pid: int) -> None:
     straggler of the dead one staging the same files. The worker's parent is the fork server, which lives as long
     as any of its workers, so the worker watches the run itself: a thread waits on the run's pidfd (readable when
     the run exits, whatever its pid becomes later) and ends the worker at once. Without pidfds (not Linux 5.3+)
-    it looks for the run's pid once a second."""
+    it looks for the run's pid once a second. A killed fork server takes its workers with it (PDEATHSIG)."""
+    import ctypes
     import select
+    import signal
     import threading
     import time
 
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
     try:
         pidfd: int | None = os.pidfd_open(run_pid)
     except ProcessLookupError:  # the run is gone already
@@ -70,8 +75,8 @@ def _exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, another user's
+        pass
     return True
 
 
