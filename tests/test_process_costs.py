@@ -3,6 +3,7 @@ pandas (which pyarrow would import on its first array) in the processes servicel
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from conftest import read_rejects, read_table
 import servicelogs
 from servicelogs import formats
 from servicelogs.engines import local
+from servicelogs.run import plan_batches, workers_for
+from servicelogs.sources import SourceObject
 from servicelogs.synth import write_corpus
 
 
@@ -39,6 +42,18 @@ def test_a_small_run_converts_in_its_own_process_whatever_the_workers(
     assert summary.rows == summary.lines > 0 and summary.rejects == 0
 
 
+def test_a_small_run_is_planned_for_one_worker_in_few_large_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERVICELOGS_POOL_MIN_TEXT_BYTES")
+    mb = 1 << 20
+    gzipped = [(SourceObject(f"k{i:04}.log.gz", mb // 2, f"e{i}"), ()) for i in range(40)]  # ~100 MB of text
+    assert workers_for(gzipped, 2) == 1
+    assert [len(b) for b in plan_batches(gzipped, workers=1)] == [40]  # 20 MB: one batch, not six
+    assert workers_for(gzipped * 2, 2) == 2  # ~200 MB of text: a pool pays
+    plain = [(SourceObject(f"k{i:04}.log", 4 * mb, f"e{i}"), ()) for i in range(12)]  # 48 MB of text
+    assert workers_for(plain, 8) == 1
+    assert [len(b) for b in plan_batches(plain, workers=1)] == [8, 4]  # at most BATCH_BYTES (32 MiB) each
+
+
 def test_the_same_run_with_a_pool_gives_the_same_table(corpus: Path, tmp_path: Path) -> None:
     in_process = servicelogs.convert("alb", str(corpus), str(tmp_path / "one"), workers=1, batch_bytes=64 << 10)
     pooled = servicelogs.convert("alb", str(corpus), str(tmp_path / "pool"), workers=2, batch_bytes=64 << 10)
@@ -51,7 +66,8 @@ def test_the_same_run_with_a_pool_gives_the_same_table(corpus: Path, tmp_path: P
 
 
 def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path: Path) -> None:
-    """pyarrow imports pandas, where installed, on its first `pa.array` (0.3–0.7 CPU-s a process)."""
+    """pyarrow imports pandas, where installed, on its first `pa.array` (0.3–0.7 CPU-s a process); numpy's
+    OpenBLAS spins a thread per core as it loads (~0.1 CPU-s)."""
     probe = (
         "import sys\n"
         "from servicelogs import cli\n"
@@ -59,9 +75,12 @@ def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path:
         f"code = cli.main(['convert', 'alb', {str(corpus)!r}, {str(tmp_path / 'lake')!r}, '--workers', '1', '-q'])\n"
         "assert code == 0, code\n"
         "assert batch.__name__ and 'pandas' not in sys.modules, 'the run loaded pandas'\n"
+        "import os\n"
+        "assert os.environ['OPENBLAS_NUM_THREADS'] == '1', 'BLAS threads left on'\n"
         "print('no pandas')\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=environ)
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "no pandas", out.stderr
 
 

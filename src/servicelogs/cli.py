@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from servicelogs import __version__, formats
 from servicelogs.errors import ServiceLogsError, UsageError
-from servicelogs.without_pandas import hide_pandas
+from servicelogs.lean import lean_process
 
 if TYPE_CHECKING:
     from servicelogs.spec import LogFormat
@@ -124,7 +124,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise UsageError(f"--since {args.since} is after --until {args.until}: the window holds no day")
     fmt = formats.get(args.format)
     if args.engine == "local":
-        hide_pandas()
+        lean_process()
     progress = None
     if args.verbose or not (args.json or args.quiet):  # --json keeps stderr quiet unless -v asks
         from servicelogs.progress import RunProgress
@@ -202,7 +202,7 @@ def _run_config(args: argparse.Namespace) -> int:
 
     from servicelogs import config
 
-    hide_pandas()  # a config's sources run on the local engine
+    lean_process()  # a config's sources run on the local engine
     results = config.run_all(config.load(args.config), full_listing=args.full_listing)
     worst = EXIT_OK
     out = []

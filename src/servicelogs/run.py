@@ -46,6 +46,13 @@ BATCH_BYTES = 32 << 20  # most source bytes per batch: bounds a batch's output f
 MIN_BATCH_BYTES = 1 << 20  # fewest: a commit and its files cost about the same whatever the batch's size
 BATCHES_PER_WORKER = 3  # several each, so the workers finish close together
 BATCH_OBJECTS = 2000
+# A run whose log text is estimated below this is planned for one worker whatever `workers` says: a second one
+# saves less than it costs to start (engines.local: a pool ~0.6 s and ~1 CPU-s, about what a second core saves on
+# ~120 MB of text), and one worker's batches are as few as BATCH_BYTES allows (each batch writes a file per
+# partition and makes a commit: ~0.2 CPU-s of 1.4 on 1,200 objects of 50 KB, as 7 batches against 2).
+# Incremental runs every few minutes are this small. SERVICELOGS_POOL_MIN_TEXT_BYTES sets it (0: never).
+POOL_MIN_TEXT_BYTES = 128_000_000
+GZIP_RATIO = 5  # log text per byte of gzip, at the least (ALB ~4.5, others 5-20): the estimate errs towards workers
 REDO_VANISHED = 3  # attempts at a batch whose staged files keep vanishing before it is committed
 
 Item = tuple[SourceObject, tuple[tuple[str, str], ...]]  # an object and its key groups
@@ -292,7 +299,7 @@ def _run(
     )
     summary.listing, summary.listing_from, summary.listing_why = plan.kind, plan.first, plan.why
     new = _new_objects(fmt, source, state, summary, since, until, on_rewrite, plan.window)
-    workers = workers or os.cpu_count() or 1
+    workers = workers_for(new, workers or os.cpu_count() or 1)
     batches = _resume_intents(ledger, state, new, summary) + list(plan_batches(new, *tuning, workers=workers))
     _report_plan(progress, batches)
     committer = Committer(fmt.name, source, store, layout, ledger, state, summary, fmt=fmt)
@@ -495,10 +502,18 @@ def plan_batches(
         yield tuple(batch)
 
 
+def workers_for(objects: list[Item], workers: int) -> int:
+    """The workers to plan for: one for a run too small to pay for more (POOL_MIN_TEXT_BYTES)."""
+    floor = int(os.environ.get("SERVICELOGS_POOL_MIN_TEXT_BYTES", POOL_MIN_TEXT_BYTES))
+    text = sum(obj.size * (GZIP_RATIO if obj.key.endswith(".gz") else 1) for obj, _ in objects)
+    return 1 if text < floor else workers
+
+
 def batch_size(total_bytes: int, workers: int) -> int:
-    """Source bytes per batch: BATCHES_PER_WORKER batches for each worker, so every core has work whatever the
-    input's size, within MIN_BATCH_BYTES (a small run stays a few batches, so a few commits) and BATCH_BYTES."""
-    share = -(-total_bytes // (max(workers, 1) * BATCHES_PER_WORKER))
+    """Source bytes per batch: with several workers BATCHES_PER_WORKER batches each, so every core has work
+    whatever the input's size; with one, as few as can be. Within MIN_BATCH_BYTES (a small run stays a few
+    batches, so a few commits) and BATCH_BYTES."""
+    share = -(-total_bytes // (workers * BATCHES_PER_WORKER if workers > 1 else 1))
     return max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
 
 

@@ -25,6 +25,7 @@ from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed, Par
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
 from servicelogs.errors import SourceError
+from servicelogs.lean import hide_pandas
 from servicelogs.prefetch import RawOpener, prefetched
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.run import BatchTask, Progress, ProgressEvent, StagedBatch, report
@@ -32,7 +33,6 @@ from servicelogs.sources import SourceObject, decompressed, delivery_date
 from servicelogs.spec import Delimited, Grammar, HeaderDelimited, JsonRecords, LogFormat
 from servicelogs.storage import StagedFile
 from servicelogs.summary import Counts, ObjectProblem, reason_kind
-from servicelogs.without_pandas import hide_pandas
 
 KeyGroups = tuple[tuple[str, str], ...]  # an object's key layout groups, as a batch's items carry them
 

@@ -25,28 +25,13 @@ from servicelogs.summary import ObjectProblem, RunSummary
 # modules are left to each worker: some read the environment as they load (engines.worker).
 _PRELOADED = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip", "servicelogs"]
 
-# A run whose log text is estimated below this converts in its own process whatever `workers` says: a pool costs
-# ~0.6 s and ~1 CPU-s to start (the fork server's imports, each worker's set-up), about what a second core saves
-# on ~2 CPU-seconds of work (~120 MB of text). Incremental runs every few minutes are this small.
-# SERVICELOGS_POOL_MIN_TEXT_BYTES sets it (0: a pool whenever there are several workers and batches).
-POOL_MIN_TEXT_BYTES = 128_000_000
-GZIP_RATIO = 5  # log text per byte of gzip, at the least (ALB ~4.5, others 5-20): the estimate errs towards a pool
-
-
-def _pool_min_text_bytes() -> int:
-    return int(os.environ.get("SERVICELOGS_POOL_MIN_TEXT_BYTES", POOL_MIN_TEXT_BYTES))
-
-
-def _text_estimate(tasks: list[BatchTask]) -> int:
-    return sum(obj.size * (GZIP_RATIO if obj.key.endswith(".gz") else 1) for task in tasks for obj, _ in task.objects)
-
 
 def execute(
     tasks: list[BatchTask], workers: int, progress: Progress | None, summary: RunSummary
 ) -> Iterator[StagedBatch]:
-    """The run's Engine: the batches in this process (one worker, one batch, or a run too small to pay for a
-    pool: POOL_MIN_TEXT_BYTES), else in a pool of worker processes."""
-    if workers <= 1 or len(tasks) <= 1 or _text_estimate(tasks) < _pool_min_text_bytes():
+    """The run's Engine: the batches in this process (one worker, which the run plans for a small run:
+    run.POOL_MIN_TEXT_BYTES; or one batch), else in a pool of worker processes."""
+    if workers <= 1 or len(tasks) <= 1:
         from servicelogs.engines import batch
 
         with batch.reporting_to(progress):
