@@ -127,7 +127,15 @@ class EmbeddedCatalog(Catalog):
         qualified = f"{sql.ident(database)}.{sql.ident(table.name)}"
         if not self._database_exists(database):
             raise NoSuchDatabaseError("create table", qualified, f"no database {database!r}")
+        with self._errors("create table", qualified):
+            before = self.con.execute(
+                f"SELECT body FROM {META}.tables WHERE database = ? AND name = ?", [database, table.name]
+            ).fetchall()
         body = select(table, table.location)
+        if before and before[0][0] == body and self.table_exists(database, table.name):
+            # Unchanged: not created again, as binding the view reads every file's footer (`union_by_name`):
+            # 1.3 CPU-s for 3,000 files, each run, growing with the table.
+            return False
         with self._errors("create table", qualified):
             try:
                 self.con.execute(sql.create_view(database, table.name, body))
@@ -136,9 +144,6 @@ class EmbeddedCatalog(Catalog):
                     raise
                 body = select(table, None)
                 self.con.execute(sql.create_view(database, table.name, body))
-            before = self.con.execute(
-                f"SELECT body FROM {META}.tables WHERE database = ? AND name = ?", [database, table.name]
-            ).fetchall()
             self.con.execute(
                 f"INSERT OR REPLACE INTO {META}.tables VALUES (?, ?, ?, ?)", [database, table.name, table.kind, body]
             )
