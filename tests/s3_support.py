@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +116,9 @@ class Proxy:
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)  # (operation, path)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delays: dict[str, float] = field(default_factory=dict)  # operation -> seconds each waits before it is sent on
+    running: Counter[str] = field(default_factory=Counter)  # operation -> requests in flight
+    most_at_once: Counter[str] = field(default_factory=Counter)  # operation -> the most ever in flight together
 
     @property
     def url(self) -> str:
@@ -130,6 +134,21 @@ class Proxy:
         with self.lock:
             self.faults.clear()
             self.log.clear()
+            self.delays.clear()
+            self.most_at_once.clear()
+
+    @contextlib.contextmanager
+    def in_flight(self, op: str) -> Iterator[None]:
+        with self.lock:
+            self.running[op] += 1
+            self.most_at_once[op] = max(self.most_at_once[op], self.running[op])
+            delay = self.delays.get(op, 0.0)
+        try:
+            time.sleep(delay)
+            yield
+        finally:
+            with self.lock:
+                self.running[op] -= 1
 
     def pick(self, op: str, path: str) -> Fault | None:
         with self.lock:
@@ -168,6 +187,10 @@ def start_proxy(upstream: int) -> tuple[Proxy, ThreadingHTTPServer]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             op = operation(self.command, parts.path, parts.query, headers)
             fault = proxy.pick(op, unquote(parts.path))
+            with proxy.in_flight(op):
+                self._answer(fault, body)
+
+        def _answer(self, fault: Fault | None, body: bytes) -> None:
             if fault and fault.kind == "drop":  # the request lands, its answer is lost
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
                 fwd = {

@@ -39,6 +39,25 @@ def test_a_run_commits_by_conditional_put_uploads_in_parts_publishes_by_copy(lak
     lake.check()
 
 
+def test_a_batchs_files_are_uploaded_checked_and_published_several_at_once(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request waits a round trip (here 0.2 s added by the proxy), and a batch writes a file per partition:
+    its uploads, the checks before its commit and its copies go at once, and the commit after them all."""
+    monkeypatch.setenv("SERVICELOGS_S3_PART_MB", "64")  # one PutObject a file
+    proxy = lake.s3.proxy  # type: ignore[union-attr]
+    proxy.delays.update({"PutObject": 0.2, "HeadObject": 0.2, "CopyObject": 0.2})
+    summary = lake.convert(batch_objects=8)  # one batch: two regions, several days, and rejects
+    assert summary.ok and summary.batches_committed == 1 and summary.files_written >= 4, summary.text()
+    assert min(proxy.most_at_once[op] for op in ("PutObject", "HeadObject", "CopyObject")) >= 2, proxy.most_at_once
+    staged = [i for i, (op, path) in enumerate(proxy.log) if op == "PutObject" and "/staging/" in path]
+    commit = next(
+        i for i, (op, path) in enumerate(proxy.log) if op == "PutObject If-None-Match" and "/commits/" in path
+    )
+    assert len(staged) == summary.files_written and max(staged) < commit
+    lake.check()
+
+
 def test_listing_pages_and_odd_keys(lake: Lake) -> None:
     """1,100 extra objects (more than a page) that are not ALB logs: listed, skipped, never read."""
     lake.put({f"other/ key + {i} = ü.txt": b"x" for i in range(1100)})
@@ -102,10 +121,11 @@ def test_abandoned_multipart_upload_is_aborted_by_the_next_run(lake: Lake) -> No
     second_part = point_numbers(lake.probe(), "UploadPart 2 ")[0]
     crashed = run_cli(lake.args(), lake.env(SERVICELOGS_CRASH_AT=str(second_part)))
     assert crashed.killed
-    assert len(lake.litter()) == 1  # the upload, not completed
+    litter = lake.litter()  # the upload, not completed (and any of the batch's others in flight with it)
+    assert litter
     lake.lease_lapse()
     summary = lake.convert()
-    assert summary.uploads_aborted == 1 and summary.staging_cleaned == 1
+    assert summary.uploads_aborted == len(litter) and summary.staging_cleaned == 1
     lake.check()
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _count = 0
+_counting = threading.Lock()  # a batch's files are uploaded and published from several threads at once
 
 
 def point(name: str) -> None:
@@ -22,16 +24,21 @@ def point(name: str) -> None:
     log = os.environ.get("SERVICELOGS_CRASH_LOG")
     if at is None and log is None and pause is None:
         return
-    _count += 1
-    if log:
-        with open(log, "a") as f:
-            f.write(f"{_count}\t{os.getpid()}\t{name}\n")
-    if at is not None and _count == int(at):
+    with _counting:
+        _count += 1
+        number = _count
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{number}\t{os.getpid()}\t{name}\n")
+    if at is not None and number == int(at):
         os.kill(os.getpid(), signal.SIGKILL)
-    if pause is not None and _count == int(pause):
+    if pause is not None and number == int(pause):
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def reset() -> None:
     global _count
     _count = 0
+
+
+_counting = threading.Lock()  # a batch's files are uploaded and published from several threads at once

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from servicelogs.errors import ConflictError, FencedError, StorageError
 from servicelogs.sources import SourceObject
-from servicelogs.storage import StagedFile, Store
+from servicelogs.storage import StagedFile, Store, each
 
 SEQ_DIGITS = 20
 CHECKPOINT_EVERY = 100  # commits; bounds what a run reads beyond the checkpoint
@@ -294,15 +294,17 @@ class Ledger:
     def publish(self, commit: Commit) -> None:
         """Make a committed batch's files visible, each as committed; idempotent, safe to run from several
         runs at once. A file neither staged nor visible as committed is damage, named."""
-        for file in commit.files:
-            self.store.publish(file)
-            if not self.store.is_published(file):
-                raise StorageError(
-                    "publish",
-                    self._name(file.visible),
-                    f"committed file ({file.size} bytes) is neither staged ({file.staged}) nor visible: "
-                    "the ledger is damaged",
-                )
+        each(self.store, self._publish_file, commit.files)
+
+    def _publish_file(self, file: StagedFile) -> None:
+        self.store.publish(file)
+        if not self.store.is_published(file):
+            raise StorageError(
+                "publish",
+                self._name(file.visible),
+                f"committed file ({file.size} bytes) is neither staged ({file.staged}) nor visible: "
+                "the ledger is damaged",
+            )
 
     def finish(self, commit: Commit) -> None:
         """After publishing: drop the batch's staging and its intent."""

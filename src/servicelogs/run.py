@@ -39,7 +39,7 @@ from servicelogs.ledger import Ledger, State, attempt_staging
 from servicelogs.locations import open_store
 from servicelogs.sources import Source, SourceObject, delivery_date
 from servicelogs.spec import LogFormat
-from servicelogs.storage import LocalStore, StagedFile, Store
+from servicelogs.storage import LocalStore, StagedFile, Store, each
 from servicelogs.summary import Counts, ObjectProblem, RunSummary
 
 BATCH_BYTES = 32 << 20  # most source bytes per batch: bounds a batch's output files and its redo cost
@@ -599,7 +599,8 @@ class Committer:
             self.summary.failed += staged.failed
             failed = {p.key for p in staged.failed}
             return self._rest(tuple(item for item in task.objects if item[0].key not in failed))
-        gone = [f.staged for f in staged.files if not store.is_staged(f)]
+        there = each(store, store.is_staged, staged.files)
+        gone = [f.staged for f, staged_there in zip(staged.files, there, strict=True) if not staged_there]
         if gone:
             self.stop_if_fenced()
             store.delete_prefix(staged.staging)

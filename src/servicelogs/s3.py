@@ -47,7 +47,7 @@ from servicelogs import crash, prefetch
 from servicelogs.errors import SourceError, StorageError, UsageError
 from servicelogs.listing import Folder, Window
 from servicelogs.sources import SourceObject
-from servicelogs.storage import StagedFile, _alive
+from servicelogs.storage import StagedFile, _alive, each
 from servicelogs.summary import ObjectProblem
 
 T = TypeVar("T")
@@ -69,6 +69,13 @@ _TRANSIENT_CODES = {
 
 def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+def write_threads() -> int:
+    """How many of a batch's files are uploaded, checked and published at once: each request waits a round
+    trip (tens of ms on AWS), and a batch writes a file per partition. Read when used, not as the module
+    loads: a worker gets its run's environment after its fork server loaded the module (engines.worker)."""
+    return max(1, int(_env_float("SERVICELOGS_S3_WRITE_THREADS", 8)))
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -102,7 +109,7 @@ class _Client:
                     connect_timeout=min(timeout, 10),
                     read_timeout=timeout,
                     s3={"addressing_style": "path"} if self.endpoint_url else {},
-                    max_pool_connections=max(10, prefetch.READ_THREADS + 2),  # the reads in flight, and a write
+                    max_pool_connections=max(10, prefetch.READ_THREADS + write_threads()),  # reads and writes in flight
                 )
                 self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
             return self._client
@@ -153,6 +160,10 @@ def translate(operation: str, key: str, e: BaseException) -> StorageError:
 
 class S3Store:
     """A prefix of an S3 bucket as a target: table files, ledger, staging."""
+
+    @property
+    def requests_at_once(self) -> int:
+        return write_threads()
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -279,10 +290,11 @@ class S3Store:
         """Upload the batch's files to the staging prefix (outside the table); the local copies go. Each
         comes back with its staged ETag, which publishing copies exactly."""
         try:
-            return [
-                dataclasses.replace(f, etag=self.upload(work_dir / f.staged[len(staging) + 1 :], f.staged))
-                for f in files
-            ]
+            return each(
+                self,
+                lambda f: dataclasses.replace(f, etag=self.upload(work_dir / f.staged[len(staging) + 1 :], f.staged)),
+                files,
+            )
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 

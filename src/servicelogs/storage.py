@@ -24,10 +24,10 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from servicelogs import crash
 from servicelogs.errors import StorageError
@@ -58,6 +58,12 @@ class Store(Protocol):
     """The operations the ledger and the writer need from a target."""
 
     url: str
+
+    @property
+    def requests_at_once(self) -> int:
+        """How many of a batch's per-file operations (upload, check, publish) go at once: one on a local disk,
+        several on S3, where each waits a round trip (`each`)."""
+        ...
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -98,8 +104,27 @@ class Store(Protocol):
         ...
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def each(store: Store, operation: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`operation` on every item, `store.requests_at_once` at a time, the results in order. Only the batch's
+    own files are handled so: whatever comes after (a commit after its uploads, dropping the staging after
+    publishing) starts once all are done, and the first error is raised once none is still running."""
+    if store.requests_at_once <= 1 or len(items) <= 1:
+        return [operation(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(store.requests_at_once, len(items)), thread_name_prefix="servicelogs-io") as pool:
+        futures = [pool.submit(operation, item) for item in items]
+        return [future.result() for future in futures]
+
+
 class LocalStore:
     """A folder on a local disk."""
+
+    requests_at_once = 1
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
