@@ -20,10 +20,14 @@ from servicelogs.run import BatchTask, Progress, StagedBatch, report
 from servicelogs.summary import ObjectProblem, RunSummary
 
 # Converting needs pyarrow and numpy, ~0.3 CPU-seconds of imports: the run imports the batch module only when it
-# converts a batch itself. With several workers, a fork server imports them once and forks the workers from it (a
-# spawned worker would import them anew: ~1 CPU-second more for two, with servicelogs' own modules). servicelogs'
-# modules are left to each worker: some read the environment as they load (engines.worker).
-_PRELOADED = ["numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip", "servicelogs"]
+# converts a batch itself. With several workers, a fork server imports them, and servicelogs' batch module with
+# its own, once, and forks the workers from it (a spawned worker would import them anew: ~1 CPU-second more for
+# two, ~0.1 of it servicelogs'). Modules that read the environment as they load read it again in each worker,
+# once the run's environment is installed (engines.worker).
+_PRELOADED = [
+    "numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip",
+    "servicelogs.engines.batch",
+]  # fmt: skip
 
 
 def execute(
