@@ -92,6 +92,8 @@ class StagedBatch:
     failed: list[ObjectProblem] = field(default_factory=list)
     skipped: list[ObjectProblem] = field(default_factory=list)  # objects that held no records (a digest)
     staging: str = ""  # the attempt's staging folder
+    headers: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    """Header-defined formats: each object's first header, as parsed (summary.RunSummary.headers)."""
 
 
 class Progress(Protocol):
@@ -624,6 +626,7 @@ class Committer:
             store.delete_prefix(staged.staging)  # a retried attempt's folder (finish drops the batch's)
         ledger.finish(commit)
         self.summary.add(staged.counts)
+        self.summary.headers.update(staged.headers)
         self.summary.skipped += staged.skipped
         self.summary.objects_skipped += len(staged.skipped)
         self.summary.files_written += len(staged.files)

@@ -113,6 +113,10 @@ class RunSummary(Counts):
     prefixes_listed: int = 0
     """Folders (S3 prefixes) the listing read, and the requests it took (ListObjectsV2 pages; a folder locally)."""
     list_requests: int = 0
+    headers: dict[str, tuple[str, ...] | None] = field(default_factory=dict, repr=False)
+    """Header-defined formats: the names of each converted object's first header line (None: none), as the
+    parser read them, so the catalog checks them against its raw table's without reading every object again
+    (on S3, a GET each). Not in `to_dict`: one entry an object."""
 
     @property
     def ok(self) -> bool:
@@ -125,6 +129,7 @@ class RunSummary(Counts):
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON keys, the run's identity first (readers find `{"run_id": ...` at a line's start)."""
         fields = asdict(self)
+        del fields["headers"]
         identity = ("run_id", "format", "source", "target", "since", "until")
         d = {name: fields.pop(name) for name in identity} | fields
         for name in TALLY_FIELDS:  # asdict would rebuild each Counter from its (key, count) pairs as elements

@@ -15,7 +15,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -207,13 +207,16 @@ def sync(
     *,
     folder: str | None = None,
     projection: bool = False,
+    headers: Mapping[str, tuple[str, ...] | None] | None = None,
 ) -> SyncResult:
     """Register in `catalog` what the ledger's commits after the catalog's mark made visible.
 
     Creates the database and the three tables when missing (the raw table only when the source is
     known), brings them up to the declaration, adds the partitions those commits made new (none with
     `projection`: Athena computes them), then advances the mark. `folder` is the table's folder under
-    the target (default: `names.table`). Idempotent: a repeated or interrupted sync adds nothing twice.
+    the target (default: `names.table`). `headers`: the first header of objects the run converted
+    (RunSummary.headers); any other new object's is read from the source. Idempotent: a repeated or
+    interrupted sync adds nothing twice.
 
     Raises:
         CatalogError: the catalog failed; the mark did not move, so the next sync redoes the work.
@@ -241,17 +244,21 @@ def sync(
         root = _absolute(str(source))
         header = None
         if isinstance(fmt.grammar, HeaderDelimited) and new_sources and not isinstance(source, str):
-            headers = {}
+            known = headers or {}
+            found = {}
             for obj in new_sources:
+                if obj.key in known:
+                    found[obj.key] = known[obj.key]
+                    continue
                 try:
-                    headers[obj.key] = read_header(fmt, source, obj)[0]
+                    found[obj.key] = read_header(fmt, source, obj)[0]
                 except SourceError as e:  # rewritten or gone since it was converted
                     result.problems.append(f"{obj.key}: its header cannot be read: {e}")
-            first = min(headers, default="")
-            header = headers.get(first)
+            first = min(found, default="")
+            header = found.get(first)
             result.problems += [
                 f"{key}: its header differs from the raw table's (that of {first}); the raw table misreads it"
-                for key, h in sorted(headers.items())
+                for key, h in sorted(found.items())
                 if h != header
             ]
         if header is not None or not catalog.table_exists(names.raw_database, names.raw_table) or new_sources:
@@ -315,7 +322,9 @@ def registrar(
         names = Names(database or opened.default_database, table or folder, raw, rejects, raw_database)
         summary.catalog = {"kind": kind, "database": names.database, "table": names.table}
         try:
-            result = sync(opened, fmt, names, store, source, folder=folder, projection=projection)
+            result = sync(
+                opened, fmt, names, store, source, folder=folder, projection=projection, headers=summary.headers
+            )
             summary.catalog |= asdict(result)
         except CatalogError as e:
             summary.catalog["error"] = str(e)

@@ -65,6 +65,10 @@ class Parsed:
     """When several objects were parsed together: per row, the index of its object among them; else None."""
     reject_objects: list[int] | None = None
     """The same per reject."""
+    headers: dict[int, tuple[str, ...] | None] | None = None
+    """Header-defined grammars: per object (its index among those parsed together; 0 for an object parsed on
+    its own, in its first block), the names its first header line gives (None: a data line comes first). The
+    catalog checks them against the raw table's without reading the objects again."""
 
 
 class LineTokenizer:

@@ -152,6 +152,8 @@ def _convert_objects(
             continue
         # A batch that fails stages nothing, so the rows of objects parsed together count at once.
         into = counts.setdefault(objs[0].key, Counts()) if parsed.objects is None else staged.counts
+        if parsed.headers:
+            staged.headers.update({objs[i].key: names for i, names in parsed.headers.items()})
         _add_block(fmt, task, objs, groups, parsed, into, rows, rejects)
 
 

@@ -57,8 +57,10 @@ class HeaderDelimitedParser(LineBlockParser):
 
         header_lines = 0
         m, first = 0, 0
+        headers: dict[int, tuple[str, ...] | None] = {}
         for obj, count in enumerate(counts):
             end, run_start, names = first + count, first, None
+            own = m
             while m < len(marks) and marks[m][0] < end:
                 idx, marked = marks[m]
                 if idx > run_start:
@@ -68,10 +70,12 @@ class HeaderDelimitedParser(LineBlockParser):
                 run_start, m = idx + 1, m + 1
             if run_start < end:
                 add_run(names, obj, run_start - first + 1, run_start, end)
+            headers[obj] = _first_header(marks[own:m], first)
             first = end
         parts = [self._parse_runs_of(names, of_layout) for names, of_layout in runs.items()]
         parsed = merged(parts) if parts else Parsed(_union_schema(self.fmt).empty_table(), objects=np.zeros(0, int))
         parsed.lines, parsed.text_bytes, parsed.header_lines = n_lines, sum(map(len, texts)), header_lines
+        parsed.headers = headers
         return parsed
 
     def _parse_runs_of(self, names: tuple[str, ...] | None, runs: list[Run]) -> Parsed:
@@ -118,6 +122,8 @@ class HeaderDelimitedParser(LineBlockParser):
                 self._parse_run(block[starts[run_start] :], first_line + run_start, out)
         parsed = out.result()
         parsed.lines, parsed.text_bytes = n_lines, len(block)
+        if first_line == 1:
+            parsed.headers = {0: _first_header(marks, 0)}
         return parsed
 
     def _marked_lines(self, block: bytes, n_lines: int) -> list[tuple[int, tuple[str, ...] | None]]:
@@ -387,6 +393,17 @@ def _find_regex(data: bytes, pattern: str, start: int) -> int:
 
 def _matches(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
+
+
+def _first_header(marks: list[tuple[int, tuple[str, ...] | None]], first: int) -> tuple[str, ...] | None:
+    """The names of an object's first header line, from its marked lines (`first`: the index of its first
+    line): comments may come before it, a data line may not (then None, the default order)."""
+    for expected, (idx, names) in enumerate(marks, start=first):
+        if idx != expected:
+            return None
+        if names is not None:
+            return names
+    return None
 
 
 def _line_starts(block: bytes, n_lines: int) -> np.ndarray:
