@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 TOP_REASONS = 5  # reject reasons the text summary lists
@@ -128,7 +128,7 @@ class RunSummary(Counts):
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON keys, the run's identity first (readers find `{"run_id": ...` at a line's start)."""
-        fields = asdict(self)
+        fields = asdict(replace(self, headers={}))  # asdict would copy every object's header
         del fields["headers"]
         identity = ("run_id", "format", "source", "target", "since", "until")
         d = {name: fields.pop(name) for name in identity} | fields
