@@ -24,6 +24,7 @@ from exactly_once_support import write_local
 from spark_support import FILL, _Fill, fixture_corpus, without_run_id
 
 import servicelogs
+from servicelogs.engines import header_parse
 from servicelogs.spec import HeaderDelimited, JsonRecords
 
 LINEAGE = ("source_key", "line_number", "run_id")
@@ -190,6 +191,25 @@ def test_small_objects_together_give_what_each_gives_alone(tmp_path: Path, fmt_n
         if at is not None and not isinstance(servicelogs.formats.get(fmt_name).grammar, JsonRecords):
             assert (reject["raw_line"], reject["reason"]) == (whole_reject[at]["raw_line"], whole_reject[at]["reason"])
     assert compared >= len(rows) // 2
+
+
+@pytest.mark.parametrize(
+    "fmt_name",
+    [n for n in servicelogs.formats.names() if isinstance(servicelogs.formats.get(n).grammar, HeaderDelimited)],
+)
+def test_header_lines_searched_for_give_what_matching_every_line_gives(
+    tmp_path: Path, fmt_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects of many lines have their few header lines searched for, small ones matched line by line."""
+    objects, _, _ = _small_corpus(fmt_name)
+    write_local(tmp_path / "src", objects)
+    matched = _converted(tmp_path / "src", tmp_path / "matched", fmt_name)
+    monkeypatch.setattr(header_parse, "SPARSE_HEADERS", 0)  # every group searched, as one of large objects is
+    searched = _converted(tmp_path / "src", tmp_path / "searched", fmt_name)
+    assert searched[1] == matched[1] and len(matched[1]) >= 10
+    assert searched[2] == matched[2]
+    assert searched[0].header_lines == matched[0].header_lines > 0
+    assert searched[0].headers == matched[0].headers and set(matched[0].headers.values()) != {None}
 
 
 def _key_free(fmt_name: str) -> dict:

@@ -27,6 +27,12 @@ from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Pa
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
+SPARSE_HEADERS = 256
+"""Objects of more lines than this on average have their header lines searched for (`_marked_lines`: a kernel
+call each, ~75 us) rather than matched on every line (`_marked_lines_of`: ~0.75 us a line), which pays where
+header lines are dense. Measured on 8 MB of objects: CloudFront of 500 KB 6.4 against 13.9 ms, of 50 KB (115
+lines each) 26.9 against 17.0; VPC of 500 KB 5.2 against 15.2, of 50 KB (330 lines) 14.9 against 16.6."""
+
 
 class HeaderDelimitedParser(LineBlockParser):
     """Parses objects' lines for one format with a HeaderDelimited grammar: whole small objects together
@@ -49,7 +55,8 @@ class HeaderDelimitedParser(LineBlockParser):
         counts = [t.count(b"\n") for t in ends]
         n_lines = sum(counts)
         starts = _line_starts(text, n_lines)
-        marks = self._marked_lines_of(text, starts)
+        sparse = n_lines > SPARSE_HEADERS * len(texts)
+        marks = self._marked_lines(text, n_lines) if sparse else self._marked_lines_of(text, starts)
         runs: dict[tuple[str, ...] | None, list[Run]] = {}
 
         def add_run(names: tuple[str, ...] | None, obj: int, first_line: int, start: int, end: int) -> None:
