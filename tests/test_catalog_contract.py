@@ -220,6 +220,28 @@ def test_the_catalog_checks_the_headers_the_run_parsed_without_reading_the_objec
     assert "headers" not in summary.to_dict()
 
 
+def test_an_s3_source_into_a_local_lake_registers_all_but_the_raw_table_without_httpfs(moto, aws_env, tmp_path):
+    """DuckDB binds a view over s3:// only with its httpfs extension, which nothing here downloads: the raw
+    table is left out and said so; the converted data's tables, partitions and mark are registered."""
+    bucket = moto.new_bucket("src")
+    for key, data in write_corpus(ALB, tmp_path / "src").items():
+        moto.client.put_object(Bucket=bucket, Key=key, Body=data)
+    lake = tmp_path / "lake"
+    summary = servicelogs.convert("alb", f"s3://{bucket}", lake, workers=1, endpoint_url=moto.url)
+    assert summary.ok and summary.rows == len(ALB.examples), summary.text()
+    assert "error" not in summary.catalog and summary.catalog["tables_changed"] == ["main.alb", "main.alb_rejects"]
+    (problem,) = summary.catalog["problems"]
+    assert problem.startswith('catalog: create table "main"."alb_raw": DuckDB reads s3://') and "httpfs" in problem
+    cat = EmbeddedCatalog(lake / "catalog.duckdb")
+    try:
+        assert not cat.table_exists("main", "alb_raw")
+        assert {p.values for p in cat.list_partitions("main", "alb")} == _ledger_partitions(lake, "alb")
+        assert cat.mark("main", "alb") == summary.ledger_head == 1
+        assert cat.con.sql("SELECT count(*) FROM alb").fetchall() == [(len(ALB.examples),)]
+    finally:
+        cat.close()
+
+
 # -- the embedded catalog with the real duckdb command line -------------------------------------------------
 
 

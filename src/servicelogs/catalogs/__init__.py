@@ -24,6 +24,7 @@ from servicelogs.catalogs.base import (
     RAW,
     REJECTS,
     Catalog,
+    CatalogCannotReadError,
     CatalogConflictError,
     CatalogError,
     Partition,
@@ -265,8 +266,14 @@ def sync(
             raw = Table(RAW, fmt, names.raw_table, root, header=header, projection=projection)
 
     for database, table in ((names.database, converted), (names.database, rejects), (names.raw_database, raw)):
-        if table is not None and catalog.create_table(database, table):
-            result.tables_changed.append(f"{database}.{table.name}")
+        try:
+            if table is not None and catalog.create_table(database, table):
+                result.tables_changed.append(f"{database}.{table.name}")
+        except CatalogCannotReadError as e:
+            if table is not raw:
+                raise
+            result.problems.append(str(e))  # the tables of the converted data are registered all the same
+            raw = None
 
     if not projection:
         parts = {converted_partition(fmt, converted.location, key) for key in new_files if key.startswith(folder + "/")}

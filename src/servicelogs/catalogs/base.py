@@ -42,6 +42,11 @@ class CatalogLockedError(CatalogError):
     transient = True
 
 
+class CatalogCannotReadError(CatalogError):
+    """The catalog cannot read the table's location (DuckDB without httpfs, a view over s3://): the table is
+    left out, said in the sync's problems, and created by a later sync that can."""
+
+
 class CatalogConflictError(CatalogError):
     """A concurrent update changed the table first (its version moved on): re-read and retry."""
 

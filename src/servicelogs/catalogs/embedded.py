@@ -23,6 +23,7 @@ from servicelogs.catalogs.base import (
     CONVERTED,
     RAW,
     Catalog,
+    CatalogCannotReadError,
     CatalogError,
     CatalogLockedError,
     NoSuchDatabaseError,
@@ -139,9 +140,17 @@ class EmbeddedCatalog(Catalog):
         with self._errors("create table", qualified):
             try:
                 self.con.execute(sql.create_view(database, table.name, body))
-            except duckdb.IOException as e:  # no file yet: a typed view without rows until there is one
-                if "No files found" not in str(e):
+            except duckdb.Error as e:
+                if "httpfs" in str(e):  # binding a view over s3:// (a raw table of an S3 source)
+                    raise CatalogCannotReadError(
+                        "create table",
+                        qualified,
+                        f"DuckDB reads {table.location} only with its httpfs extension, which servicelogs never "
+                        "downloads: run `INSTALL httpfs;` in DuckDB once, and the next run creates the table",
+                    ) from e
+                if not isinstance(e, duckdb.IOException) or "No files found" not in str(e):
                     raise
+                # No file yet: a typed view without rows until there is one.
                 body = select(table, None)
                 self.con.execute(sql.create_view(database, table.name, body))
             self.con.execute(
