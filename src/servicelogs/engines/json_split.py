@@ -277,40 +277,58 @@ def split_whole(
             heads[k] = m.end()
     b = np.frombuffer(buffer, dtype=np.uint8)
     positions, quotes = _candidates(b)
-    of = np.searchsorted(starts, positions, side="right") - 1
+
+    def object_of(at: np.ndarray) -> np.ndarray:
+        return np.searchsorted(starts, at, side="right") - 1
+
+    # Quotes and depth are counted over the whole buffer, and set back to each object's own where an object
+    # before it leaves a string or a bracket open (only then: a usual object leaves neither).
+    parity = np.searchsorted(quotes, positions, side="right")
     first_quote = np.searchsorted(quotes, starts)
-    outside = ((np.searchsorted(quotes, positions, side="right") - first_quote[of]) & 1) == 0
-    positions, of = positions[outside], of[outside]
+    if (first_quote & 1).any():
+        parity -= first_quote[object_of(positions)]
+    positions = positions[(parity & 1) == 0]
     chars = b[positions]
-    running = np.cumsum(_DELTA[chars])
-    depth = running - np.concatenate(([0], running))[np.searchsorted(positions, starts)][of]
-    body = positions >= heads[of]
-    closes = np.flatnonzero(body & (depth == 1))
-    closed, first = np.unique(of[closes], return_index=True)
+    depth = np.cumsum(_DELTA[chars])
+    base = np.concatenate(([0], depth))[np.searchsorted(positions, starts)]
+    if base.any():
+        depth -= base[object_of(positions)]
+
+    def within(at: np.ndarray, of: np.ndarray, end: np.ndarray) -> np.ndarray:
+        return (at >= heads[of]) & (at < end[of])
+
+    closes = positions[depth == 1]
+    of = object_of(closes)
+    closes, of = closes[within(closes, of, ends)], of[within(closes, of, ends)]
+    closed, first = np.unique(of, return_index=True)
     close_at = np.full(len(texts), -1, dtype=np.int64)
-    close_at[closed] = positions[closes[first]]
-    records = np.bincount(
-        of[body & (chars == _COMMA) & (depth == 2) & (positions < close_at[of])], minlength=len(texts)
-    )
-    records += 1
+    close_at[closed] = closes[first]
+    separators = positions[(depth == 2) & (chars == _COMMA)]
+    of = object_of(separators)
+    keep = within(separators, of, close_at)
+    records = np.bincount(of[keep], minlength=len(texts)) + 1
     usual = close_at >= 0
     for k in np.flatnonzero(usual).tolist():
         after = buffer[close_at[k] + 1 : ends[k]].strip(_SPACE)
         empty = records[k] == 1 and not buffer[heads[k] : close_at[k]].strip(_SPACE)
         usual[k] = after == b"}" and not empty
-    inside = body & usual[of] & (positions < close_at[of])
-    positions, depth, chars, of = positions[inside], depth[inside], chars[inside], of[inside]
-    ends_at = positions[(chars == _COMMA) & (depth == 2)]
-    bounds = np.sort(np.concatenate((heads[usual], ends_at, close_at[usual])))  # each object's, then a gap
+    separators = separators[keep & usual[of]]
+    bounds = np.sort(np.concatenate((heads[usual], separators, close_at[usual])))  # each object's, then a gap
     counts = records[usual]
     firsts = np.cumsum(counts + 1) - counts - 1  # each usual object's first bound in `bounds`
     valued: np.ndarray | None = None
     lost = np.zeros(len(texts), dtype=bool)
     if known and usual.any():
+        member = ((chars == _COMMA) & (depth == 3)) | ((chars == ord("}")) & (depth == 2))
+        at, at_depth, at_chars = positions[member], depth[member], chars[member]
+        of = object_of(at)
+        keep = usual[of] & within(at, of, close_at)
         floor = np.zeros(len(bounds) - 1, dtype=np.int64)
         floor[firsts] = np.searchsorted(quotes, heads[usual])  # gaps hold no member: their floor is never read
         floor = np.maximum.accumulate(floor)
-        valued, lost_records = _valued_members(b, bounds, positions, depth, chars, quotes, 2, known, floor)
+        valued, lost_records = _valued_members(
+            b, bounds, at[keep], at_depth[keep], at_chars[keep], quotes, 2, known, floor
+        )
         lost[usual] = np.add.reduceat(lost_records.astype(np.int64), firsts) > 0
     out = []
     at = 0
