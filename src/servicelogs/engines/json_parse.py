@@ -410,7 +410,7 @@ class _Plan:
 
 
 SCAN_BYTES = 512 << 10
-"""DuckDB takes the records a vector (2,048 values) at a time: a vector of CloudTrail records (~2 KB each) outgrows
+"""DuckDB takes the records a vector (2,048 values) at a time: a vector of records of ~2 KB (AWS audit events) outgrows
 the cache. Chunks of this much text cap a vector's: measured on 8 MB of 500 KB objects, a third less CPU than one
 chunk (256 KB to 1 MB alike)."""
 

@@ -256,7 +256,7 @@ def split_whole(
     texts: list[bytes], keys: list[str], records_key: str, known_keys: frozenset[str] = frozenset()
 ) -> list[Whole]:
     """Several whole objects' texts, split as a RecordSplitter splits each one read in one block, in one numpy
-    pass: a scan costs ~250 µs an object before its first byte, which small objects (CloudTrail: a few KB)
+    pass: a scan costs ~250 µs an object before its first byte, which small objects (audit logs: a few KB)
     would pay each.
 
     The texts are joined, a newline between two (a run of backslashes stops at an object's edge), and scanned
