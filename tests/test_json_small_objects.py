@@ -106,12 +106,15 @@ def test_split_whole_gives_what_each_object_gives_alone() -> None:
     assert got[13].pieces[0].valued_members is None
 
 
-def test_split_whole_on_every_cut_and_shuffle_of_odd_objects() -> None:
-    """Every prefix of an object, among others in random order: one odd object never shifts another's split."""
+@pytest.mark.parametrize("window", [1, 300, 4096, json_split.WINDOW_BYTES])
+def test_split_whole_on_every_cut_and_shuffle_of_odd_objects(monkeypatch, window: int) -> None:
+    """Every prefix of an object, among others in random order, scanned a window of objects at a time: one odd
+    object never shifts another's split, wherever the windows end."""
+    monkeypatch.setattr(json_split, "WINDOW_BYTES", window)
     rng = random.Random(7)
     base = compact(event(1, eventName='a "quoted" \\ name'), event(2))
     texts = odd_objects() + [base[:cut] for cut in range(0, len(base), 7)]
-    for _ in range(20):
+    for _ in range(10):
         rng.shuffle(texts)
         got = split_whole(texts, ["k"] * len(texts), "Records", KNOWN)
         assert [described(w) for w in got] == [described(alone(t)) for t in texts]
