@@ -346,11 +346,11 @@ def _split_window(texts: list[bytes], keys: list[str], records_key: str, known_k
         )
         lost[usual] = np.add.reduceat(lost_records.astype(np.int64), firsts) > 0
     out = []
-    at = 0
+    nth = 0  # usual objects so far
     for k, text in enumerate(texts):
         if usual[k]:
-            start, n = int(firsts[at]), int(counts[at])
-            at += 1
+            start, n = int(firsts[nth]), int(counts[nth])
+            nth += 1
             members = None if valued is None or lost[k] else valued[start : start + n]
             out.append(Whole([Pieces(buffer, bounds[start : start + n + 1], 1, valued_members=members)], n))
             continue
