@@ -68,7 +68,7 @@ def main() -> None:
             key = str(path)
             groups = {key: tuple(sorted((fmt.match_key(key) or {}).items()))}
             _write_rows(fmt, block.rows, [SourceObject(key, 0, "")], None, groups, "run", writer)
-        writer.close()
+        files_written = writer.close()
         written = time.process_time()
         if profile:
             profile.disable()
@@ -82,6 +82,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     mb = sum(map(len, texts)) / 1e6
     print(f"{len(files)} objects, {mb:.1f} MB of text, {sum(b.rows.num_rows for _, b in blocks)} rows")
+    print(f"  wrote {len(files_written)} files, {sum(f.size for f in files_written):,} bytes")
     for stage, seconds in best.items():
         print(f"  {stage:8} {seconds:6.3f} CPU-s  {seconds * 1000 / mb:6.2f} ms/MB  ({mb / seconds:6.1f} MB/CPU-s)")
     if profile:

