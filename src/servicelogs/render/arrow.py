@@ -61,8 +61,8 @@ def column_encodings(schema: pa.Schema, dictionary: list[str]) -> dict[str, str]
     """Parquet encodings that differ from the writer's default (dictionary, falling back to plain): delta for
     line numbers, and for the integers and times not in `dictionary` (what dictionary_columns chose), which
     would be plain: mostly distinct values (microsecond times, client ports) take less room as differences
-    from their neighbours than as 4 or 8 bytes each (ALB's times and client port: 12-15 % smaller after zstd,
-    and cheaper to write). A time that repeats stays dictionary-encoded: a flow log's start times in whole
+    from their neighbours than as 4 or 8 bytes each (load balancer times and client ports: 12-15 % smaller after zstd,
+    and cheaper to write). A time that repeats stays dictionary-encoded: network flow start times in whole
     seconds, random within a day, took 2.2 times the room delta-encoded."""
     chosen = set(dictionary)
     return {
