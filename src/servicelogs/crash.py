@@ -39,6 +39,3 @@ def point(name: str) -> None:
 def reset() -> None:
     global _count
     _count = 0
-
-
-_counting = threading.Lock()  # a batch's files are uploaded and published from several threads at once
