@@ -210,6 +210,8 @@ def test_header_lines_searched_for_give_what_matching_every_line_gives(
     assert searched[2] == matched[2]
     assert searched[0].header_lines == matched[0].header_lines > 0
     assert searched[0].headers == matched[0].headers and set(matched[0].headers.values()) != {None}
+    kept = list(matched[0].headers.values())
+    assert len({id(names) for names in kept}) == len(set(kept))  # one tuple per distinct header, for the run
 
 
 def _key_free(fmt_name: str) -> dict:

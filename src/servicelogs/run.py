@@ -567,6 +567,7 @@ class Committer:
         self.ledger, self.state, self.summary = ledger, state, summary
         self.run_id = summary.run_id
         self.vanished: Counter[str] = Counter()
+        self._headers: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def task(self, objects: tuple[Item, ...]) -> BatchTask:
         bid = batch_id(objects)
@@ -626,7 +627,8 @@ class Committer:
             store.delete_prefix(staged.staging)  # a retried attempt's folder (finish drops the batch's)
         ledger.finish(commit)
         self.summary.add(staged.counts)
-        self.summary.headers.update(staged.headers)
+        for key, names in staged.headers.items():  # one tuple per distinct header, as in the batch that parsed them
+            self.summary.headers[key] = self._headers.setdefault(names, names) if names else None
         self.summary.skipped += staged.skipped
         self.summary.objects_skipped += len(staged.skipped)
         self.summary.files_written += len(staged.files)

@@ -46,6 +46,9 @@ class HeaderDelimitedParser(LineBlockParser):
         self.grammar: HeaderDelimited = fmt.grammar
         self._layouts: dict[tuple[str, ...] | None, _Layout] = {}
         self._current: tuple[str, ...] | None = None  # names of the header in force; None: the default order
+        # One tuple per distinct header: every object's is kept to the end of the run (Parsed.headers), and a
+        # tuple of ~30 names of its own would be ~1.5 KB an object.
+        self._headers: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def parse_group(self, texts: list[bytes]) -> Parsed:
         """Whole objects: one scan for the header lines of all, then the runs of data lines under one header
@@ -195,7 +198,7 @@ class HeaderDelimitedParser(LineBlockParser):
         m = self.grammar.header_regex.match(line)
         names = tuple(m.group("names").split()) if m else ()
         if names and any(n in self.grammar.by_name for n in names):
-            return names
+            return self._headers.setdefault(names, names)
         if self.grammar.comment and _matches(self.grammar.comment, line):
             return None
         return False  # looked like a header but names no declared token: a data line
