@@ -223,6 +223,10 @@ def test_the_catalog_checks_the_headers_the_run_parsed_without_reading_the_objec
 def test_an_s3_source_into_a_local_lake_registers_all_but_the_raw_table_without_httpfs(moto, aws_env, tmp_path):
     """DuckDB binds a view over s3:// only with its httpfs extension, which nothing here downloads: the raw
     table is left out and said so; the converted data's tables, partitions and mark are registered."""
+    import duckdb
+
+    if duckdb.sql("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'httpfs'").fetchall() == [(True,)]:
+        pytest.skip("this DuckDB has httpfs installed: it binds views over s3://")
     bucket = moto.new_bucket("src")
     for key, data in write_corpus(ALB, tmp_path / "src").items():
         moto.client.put_object(Bucket=bucket, Key=key, Body=data)
