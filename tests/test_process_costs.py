@@ -67,7 +67,7 @@ def test_the_same_run_with_a_pool_gives_the_same_table(corpus: Path, tmp_path: P
 
 def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path: Path) -> None:
     """pyarrow imports pandas, where installed, on its first `pa.array` (0.3–0.7 CPU-s a process); numpy's
-    OpenBLAS spins a thread per core as it loads (~0.1 CPU-s)."""
+    OpenBLAS spins a thread per core as it loads (~0.1 CPU-s); mimalloc page-faults what it freed anew."""
     probe = (
         "import sys\n"
         "from servicelogs import cli\n"
@@ -77,9 +77,10 @@ def test_the_command_line_and_its_workers_load_no_pandas(corpus: Path, tmp_path:
         "assert batch.__name__ and 'pandas' not in sys.modules, 'the run loaded pandas'\n"
         "import os\n"
         "assert os.environ['OPENBLAS_NUM_THREADS'] == '1', 'BLAS threads left on'\n"
+        "assert os.environ['MIMALLOC_PURGE_DELAY'] == '-1', 'mimalloc hands freed memory back'\n"
         "print('no pandas')\n"
     )
-    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    environ = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MIMALLOC_PURGE_DELAY")}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=environ)
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "no pandas", out.stderr
 

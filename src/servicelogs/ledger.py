@@ -379,8 +379,9 @@ def _read_checkpoint(data: bytes, seq: int, name: str) -> State:
 
     try:
         n = int(data[:12])
-        table = pq.read_table(pa.BufferReader(data[12 : 12 + n]))
-        batches = pq.read_table(pa.BufferReader(data[12 + n :]))
+        # ParquetFile, not read_table: read_table loads pyarrow.dataset (~0.1 CPU-s a run) for one buffer.
+        table = pq.ParquetFile(pa.BufferReader(data[12 : 12 + n])).read()
+        batches = pq.ParquetFile(pa.BufferReader(data[12 + n :])).read()
         metadata = batches.schema.metadata or {}
         fenced = json.loads(metadata.get(b"servicelogs.fenced", b"{}"))
         latest_day = metadata.get(b"servicelogs.latest_day", b"").decode()

@@ -25,7 +25,7 @@ from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed, Par
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
 from servicelogs.errors import SourceError
-from servicelogs.lean import hide_pandas
+from servicelogs.lean import hide_pandas, keep_freed_memory
 from servicelogs.prefetch import RawOpener, prefetched
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
 from servicelogs.run import BatchTask, Progress, ProgressEvent, StagedBatch, report
@@ -83,22 +83,8 @@ def init_worker(q: multiprocessing.Queue) -> None:
     """In a worker process: report progress to the run through `q`, keep freed memory, load no pandas."""
     global _progress_queue
     _progress_queue = q
-    _keep_freed_memory()
+    keep_freed_memory()
     hide_pandas()
-
-
-def _keep_freed_memory() -> None:
-    """glibc hands large freed blocks back to the system at once, so a worker that allocates and frees blocks
-    of a few MB all run long pays page faults for each anew: a quarter of the CPU on JSON records (152k faults
-    per 100 MB, 70k with this). Blocks up to 32 MB then come from the heap, which keeps up to 128 MB free.
-    Only in worker processes: a library does not retune the allocator of its caller's process."""
-    import ctypes
-
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator's defaults stand
-        libc = ctypes.CDLL(None)
-        libc.mallopt(m_mmap_threshold, 32 << 20)
-        libc.mallopt(m_trim_threshold, 128 << 20)
 
 
 def stage_batch(task: BatchTask, attempt: int = 0) -> StagedBatch:

@@ -1,0 +1,105 @@
+"""The gunzip every gzip object is read through (servicelogs.sources._Gunzip, isal's inflater called directly):
+the same bytes as Python's gzip for any members, padding and read sizes; a damaged object an error naming it."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servicelogs import sources
+from servicelogs.engines.arrow_parse import read_whole
+from servicelogs.errors import SourceError
+from servicelogs.sources import decompressed, line_blocks
+
+KEY = "AWSLogs/x.log.gz"
+
+
+class _Unseekable(io.RawIOBase):
+    """An S3 body: read only, no seek."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._data.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_in(stream: io.RawIOBase, sizes: list[int]) -> bytes:
+    out, turn = [], 0
+    while chunk := stream.read(sizes[turn % len(sizes)]):
+        out.append(chunk)
+        turn += 1
+    return b"".join(out)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    members=st.lists(st.binary(max_size=3000) | st.text(max_size=3000).map(str.encode), min_size=1, max_size=4),
+    padding=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+    level=st.integers(0, 9),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=4),
+    chunk=st.sampled_from([1, 7, 64, 256 << 10]),
+    seekable=st.booleans(),
+)
+def test_any_members_padding_and_read_sizes_give_gzip_s_bytes(
+    members: list[bytes], padding: list[int], level: int, sizes: list[int], chunk: int, seekable: bool
+) -> None:
+    blob = b"".join(gzip.compress(m, level) + b"\x00" * pad for m, pad in zip(members, padding, strict=False))
+    raw = io.BytesIO(blob) if seekable else _Unseekable(blob)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources._Gunzip, "CHUNK", chunk)
+        stream = decompressed(raw, KEY)  # type: ignore[arg-type]
+        assert _read_in(stream, sizes) == gzip.decompress(blob) == b"".join(members)
+
+
+def _text(lines: int = 4000) -> bytes:
+    return b"".join(b"2024-03-01T00:00:%02dZ request %d GET /path/%d 200\n" % (i % 60, i, i * 7) for i in range(lines))
+
+
+@pytest.mark.parametrize("cut", [3, 10, 11, 100, -9, -8, -1])
+def test_an_object_cut_short_fails_with_its_key(cut: int) -> None:
+    blob = gzip.compress(_text())
+    with pytest.raises(SourceError, match=r"x\.log\.gz.*cannot decompress"):
+        list(line_blocks(decompressed(io.BytesIO(blob[:cut]), KEY), KEY))
+    with pytest.raises(SourceError, match=r"x\.log\.gz.*cannot decompress"):
+        read_whole(decompressed(io.BytesIO(blob[:cut]), KEY), KEY, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[:-8] + (zlib.crc32(b"other") & 0xFFFFFFFF).to_bytes(4, "little") + b[-4:], id="crc"),
+        pytest.param(lambda b: b[:-4] + (len(b) + 1).to_bytes(4, "little"), id="length"),
+        pytest.param(lambda b: b[:20] + bytes(x ^ 0x5A for x in b[20:60]) + b[60:], id="deflate"),
+        pytest.param(lambda b: b + b"PK\x03\x04 trailing garbage", id="trailing garbage"),
+        pytest.param(lambda b: b + b"\x00\x00" + b[:30], id="a second member cut short"),
+    ],
+)
+def test_a_damaged_object_fails_with_its_key(damage) -> None:  # type: ignore[no-untyped-def]
+    blob = damage(gzip.compress(_text()))
+    with pytest.raises(SourceError, match=r"x\.log\.gz.*cannot decompress"):
+        list(line_blocks(decompressed(io.BytesIO(blob), KEY), KEY))
+
+
+def test_a_gzip_bomb_stops_within_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read inflates at most what it asks for, so the ratio limit (of the compressed bytes read) holds
+    within a read's size."""
+    monkeypatch.setattr(sources, "RATIO_FLOOR_BYTES", 1 << 20)
+    bomb = gzip.compress(b"\x00" * (64 << 20), 9)  # ~64 KB that inflates ~1000-fold
+    stream = decompressed(io.BytesIO(bomb), KEY)
+    inflated = 0
+    with pytest.raises(SourceError, match=r"inflates \d+-fold"):
+        while chunk := stream.read(1 << 20):
+            assert len(chunk) <= 1 << 20
+            inflated += len(chunk)
+    assert inflated <= sources.MAX_RATIO * len(bomb) + (1 << 20)
