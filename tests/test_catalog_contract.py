@@ -194,6 +194,17 @@ def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, 
     assert "header differs" in summary.catalog["problems"][0]
 
 
+def test_the_summary_names_the_first_twenty_catalog_problems_and_counts_the_rest():
+    from servicelogs.summary import RunSummary
+
+    summary = RunSummary("r", "vpc_flow", "src", "lake")
+    problems = [f"k{i}: its header differs" for i in range(23)]
+    summary.catalog = {"kind": "duckdb", "database": "main", "problems": problems}
+    lines = [line for line in summary.text().splitlines() if line.startswith("  catalog: k") or "more" in line]
+    assert lines[:2] == ["  catalog: k0: its header differs", "  catalog: k1: its header differs"]
+    assert len(lines) == 21 and lines[-1] == "  catalog: … and 3 more (see the JSON summary)"
+
+
 def test_the_catalog_checks_the_headers_the_run_parsed_without_reading_the_objects_again(moto, aws_env, tmp_path):
     """On S3 a header read again would be a GET an object (10,000 small objects: 10,000 GETs one after another)."""
     from catalog_support import header_lines
@@ -352,6 +363,18 @@ def test_a_run_killed_between_its_commit_and_the_catalog_is_repaired_by_the_next
 
 
 # -- Glue paths moto skips: a stub enforces them ------------------------------------------------------------
+
+
+def test_embedded_adds_thousands_of_partitions_in_statements_of_1000(tmp_path):
+    cat, db = EmbeddedCatalog(tmp_path / "catalog.duckdb"), "main"
+    try:
+        cat.create_table(db, converted())
+        parts = [Partition((f"r{i % 7}", "2024", "01", f"{i:04d}"), f"/lake/t/p{i}/") for i in range(2500)]
+        assert cat.add_partitions(db, "t", parts[:1200]) == 1200
+        assert cat.add_partitions(db, "t", parts) == 1300
+        assert cat.list_partitions(db, "t") == sorted(parts)
+    finally:
+        cat.close()
 
 
 def test_glue_batches_of_100_paginated_reads_and_no_look_back_cap(moto_glue):

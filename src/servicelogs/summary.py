@@ -183,7 +183,10 @@ class RunSummary(Counts):
                 f"{self.catalog.get('partitions_added', 0)} partitions added, "
                 f"mark at commit {self.catalog.get('mark', 0)}"
             )
-        lines += [f"  catalog: {problem}" for problem in self.catalog.get("problems", [])[:20]]
+        problems = self.catalog.get("problems", [])
+        lines += [f"  catalog: {problem}" for problem in problems[:20]]
+        if len(problems) > 20:
+            lines.append(f"  catalog: … and {len(problems) - 20} more (see the JSON summary)")
         if self.batches_lost:
             lines.append(f"  CONCURRENT: {self.batches_lost} batches were committed by another run first")
         return "\n".join(lines)
