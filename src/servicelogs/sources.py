@@ -297,7 +297,7 @@ class _Gunzip(io.RawIOBase):
     zero bytes after a member are padding; input that ends inside a member is an error.
     `bytes`: the compressed bytes read so far (the denominator of the inflation ratio)."""
 
-    CHUNK = 256 << 10  # compressed bytes read at a time
+    CHUNK = 256 << 10  # compressed bytes read at a time, at the least
 
     def __init__(self, raw: BinaryIO, head: bytes) -> None:
         from isal import igzip_lib
@@ -326,12 +326,12 @@ class _Gunzip(io.RawIOBase):
             if not self._in_member:
                 self._pending = self._pending.lstrip(b"\x00")
                 if not self._pending:
-                    self._fill()
+                    self._fill(size)
                     continue
                 self._inflater = self._igzip.IgzipDecompressor(flag=self._igzip.DECOMP_GZIP)
                 self._in_member = True
             elif self._inflater.needs_input:
-                self._fill()
+                self._fill(size)
             data, self._pending = self._pending, b""
             out = self._inflater.decompress(data, size)
             if self._inflater.eof:
@@ -340,9 +340,11 @@ class _Gunzip(io.RawIOBase):
                 return out
         return b""
 
-    def _fill(self) -> None:
-        """More compressed bytes into `_pending`; at the end of the input, `_at_end` (an error inside a member)."""
-        self._pending = self._raw.read(self.CHUNK)
+    def _fill(self, size: int) -> None:
+        """More compressed bytes into `_pending`, about what inflates to `size` (log text gzips 4-20 fold), so a
+        block comes from one call, not pieces joined; at the end of the input, `_at_end` (an error inside a
+        member)."""
+        self._pending = self._raw.read(max(self.CHUNK, size >> 2))
         self.bytes += len(self._pending)
         if not self._pending:
             if self._in_member:
@@ -456,7 +458,8 @@ def line_blocks(
         if cut == 0:  # no line ends in this chunk
             carry += chunk
         else:
-            yield from _long_lines_apart(carry + chunk[:cut] if carry else chunk[:cut], limit)
+            # One copy: `carry + chunk[:cut]` would copy the block twice.
+            yield from _long_lines_apart(b"".join((carry, memoryview(chunk)[:cut])) if carry else chunk[:cut], limit)
             carry = chunk[cut:]
         if len(carry) > limit:
             long_line, carry = LongLine(carry[:LONG_LINE_HEAD], len(carry)), b""
