@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 import zlib
 
 import pytest
@@ -60,6 +61,27 @@ def test_any_members_padding_and_read_sizes_give_gzip_s_bytes(
         mp.setattr(sources._Gunzip, "CHUNK", chunk)
         stream = decompressed(raw, KEY)  # type: ignore[arg-type]
         assert _read_in(stream, sizes) == gzip.decompress(blob) == b"".join(members)
+
+
+def _member_with_every_header_field(data: bytes) -> bytes:
+    """A gzip member whose header has every optional field (RFC 1952): extra, name, comment and a header CRC,
+    which Python's gzip never writes and isal checks wrongly when the header comes in pieces."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(data) + deflate.flush()
+    header = b"\x1f\x8b\x08" + bytes([2 | 4 | 8 | 16]) + struct.pack("<I", 1700000000) + b"\x00\x03"
+    header += struct.pack("<H", 6) + b"AB\x02\x00xy" + b"access.log\x00" + b"a comment\x00"
+    header += struct.pack("<H", zlib.crc32(header) & 0xFFFF)
+    return header + body + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 17, 256 << 10])
+def test_every_header_field_and_header_crc_in_any_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(sources._Gunzip, "CHUNK", chunk)
+    texts = [b"first member\n" * 50, b"second\n", b"third member\n" * 3]
+    blob = b"".join(_member_with_every_header_field(t) + b"\x00" * i for i, t in enumerate(texts))
+    assert gzip.decompress(blob) == b"".join(texts)
+    for sizes in ([1], [7, 3], [1 << 20]):
+        assert _read_in(decompressed(_Unseekable(blob), KEY), sizes) == b"".join(texts)  # type: ignore[arg-type]
 
 
 def _text(lines: int = 4000) -> bytes:

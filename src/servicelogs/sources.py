@@ -298,6 +298,9 @@ class _Gunzip(io.RawIOBase):
     `bytes`: the compressed bytes read so far (the denominator of the inflation ratio)."""
 
     CHUNK = 256 << 10  # compressed bytes read at a time, at the least
+    # A member's header goes to the inflater in one call: isal checks a header CRC (FHCRC) wrongly when the
+    # header comes in pieces. Headers are ~10 bytes, plus a name or comment where the writer gave one.
+    HEADER_BYTES = 64 << 10
 
     def __init__(self, raw: BinaryIO, head: bytes) -> None:
         from isal import igzip_lib
@@ -305,8 +308,7 @@ class _Gunzip(io.RawIOBase):
         self._raw, self._igzip = raw, igzip_lib
         self._inflater: Any = None
         self._pending = head  # compressed bytes read and not given to an inflater (the next member's)
-        self._in_member = False  # the input must not end inside a member
-        self._at_end = False
+        self._in_member = False
         self.bytes = len(head)
 
     def readable(self) -> bool:
@@ -321,35 +323,34 @@ class _Gunzip(io.RawIOBase):
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _inflate(self, size: int) -> bytes:
-        """Up to `size` bytes from the compressed bytes at hand, reading more where the inflater needs them."""
-        while not self._at_end:
+        """Up to `size` bytes from the compressed bytes at hand, reading more where the inflater needs them;
+        b"" at the end of the input."""
+        while True:
             if not self._in_member:
-                self._pending = self._pending.lstrip(b"\x00")
+                while True:
+                    self._pending = self._pending.lstrip(b"\x00")  # padding between members
+                    if len(self._pending) >= self.HEADER_BYTES or not self._fill(size):
+                        break
                 if not self._pending:
-                    self._fill(size)
-                    continue
+                    return b""
                 self._inflater = self._igzip.IgzipDecompressor(flag=self._igzip.DECOMP_GZIP)
                 self._in_member = True
-            elif self._inflater.needs_input:
-                self._fill(size)
+            elif self._inflater.needs_input and not self._fill(size):
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
             data, self._pending = self._pending, b""
             out = self._inflater.decompress(data, size)
             if self._inflater.eof:
                 self._pending, self._in_member = self._inflater.unused_data, False
             if out:
                 return out
-        return b""
 
-    def _fill(self, size: int) -> None:
-        """More compressed bytes into `_pending`, about what inflates to `size` (log text gzips 4-20 fold), so a
-        block comes from one call, not pieces joined; at the end of the input, `_at_end` (an error inside a
-        member)."""
-        self._pending = self._raw.read(max(self.CHUNK, size >> 2))
-        self.bytes += len(self._pending)
-        if not self._pending:
-            if self._in_member:
-                raise EOFError("compressed file ended before the end-of-stream marker was reached")
-            self._at_end = True
+    def _fill(self, size: int) -> bool:
+        """More compressed bytes after `_pending`, about what inflates to `size` (log text gzips 4-20 fold), so
+        a block comes from one call, not pieces joined; False at the end of the input."""
+        more = self._raw.read(max(self.CHUNK, size >> 2))
+        self.bytes += len(more)
+        self._pending = self._pending + more if self._pending else more
+        return bool(more)
 
     def close(self) -> None:
         self._raw.close()
