@@ -1,6 +1,6 @@
 """Many small objects: servicelogs against the plain DuckDB pipeline, in MB and objects per CPU-second.
 
-    python bench/small_objects.py s3_access --objects 5000 --object-kb 2 [--workers 2] [--src /old/src]
+    python bench/small_objects.py s3_access --objects 5000 --object-kb 2 [--workers 2] [--src /old/src] [--rounds 3]
 
 AWS writes many logs as small objects (S3 server access logs: a few hundred bytes to a few KB each), where a
 per-object cost, not the per-byte one, decides the speed. `bench/throughput.py` draws its objects 256 lines at a
@@ -87,15 +87,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--src", help="run servicelogs from this source tree (its src/ folder) instead")
     parser.add_argument("--only", choices=("servicelogs", "duckdb"))
+    parser.add_argument("--rounds", type=int, default=1, help="pipelines take turns; each one's median-CPU run")
     args = parser.parse_args()
 
     root = small_corpus(args.format, args.objects, args.object_kb)
     info = (root / ".complete").read_text().strip()
     n_objects, text_mb = int(info.split()[0]), int(info.split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({info})")
-    print(f"machine: {os.cpu_count()} cores; workers {args.workers}; servicelogs from {args.src or 'this tree'}\n")
+    print(
+        f"machine: {os.cpu_count()} cores; workers {args.workers}; rounds {args.rounds}; "
+        f"servicelogs from {args.src or 'this tree'}\n"
+    )
     pipelines = (args.only,) if args.only else ("servicelogs", "duckdb")
-    rows = run_pipelines(args.format, root, args.workers, pipelines, Path(args.src) if args.src else None)
+    rows = run_pipelines(args.format, root, args.workers, pipelines, Path(args.src) if args.src else None, args.rounds)
 
     print(f"{'pipeline':22} {'wall s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'objects/CPU-s':>14} {'max RSS MB':>11}")
     for name, m in rows:

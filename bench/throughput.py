@@ -1,6 +1,6 @@
 """Throughput of `servicelogs convert` against the plain DuckDB pipeline a user would write, on one corpus.
 
-    python bench/throughput.py alb --mb 1000 [--workers 2] [--object-mb 8] [--templates-only] [--only chdb]
+    python bench/throughput.py alb --mb 1000 [--workers 2] [--object-mb 8] [--templates-only] [--only chdb] [--rounds 3]
 
 Generates (once, cached under bench/out/) a corpus of real sample lines in the AWS key layout, gzipped, over
 several regions and days, with the id-like, address-like and free-text fields drawn anew on every line
@@ -270,10 +270,27 @@ PIPELINES = ("servicelogs", "duckdb", "chdb")
 
 
 def run_pipelines(
-    fmt: str, root: Path, workers: int, pipelines: tuple[str, ...] = PIPELINES, src: Path | None = None
+    fmt: str,
+    root: Path,
+    workers: int,
+    pipelines: tuple[str, ...] = PIPELINES,
+    src: Path | None = None,
+    rounds: int = 1,
 ) -> list[tuple[str, Measure]]:
     """Each pipeline in its own process over `root`/source, into `root`/<pipeline>-target: (name, measure).
-    `src`: run servicelogs from that tree (an older copy of `src/`, for before/after figures)."""
+    `src`: run servicelogs from that tree (an older copy of `src/`, for before/after figures). With `rounds`,
+    the pipelines take turns, round after round, and each one's run of median CPU is its measure: this
+    machine's speed drifts within minutes, and a run at a time would compare a fast minute with a slow one."""
+    runs: dict[str, list[Measure]] = {}
+    for _ in range(rounds):
+        for name, m in _run_pipelines_once(fmt, root, workers, pipelines, src):
+            runs.setdefault(name, []).append(m)
+    return [(name, sorted(ms, key=lambda m: m.cpu)[(len(ms) - 1) // 2]) for name, ms in runs.items()]
+
+
+def _run_pipelines_once(
+    fmt: str, root: Path, workers: int, pipelines: tuple[str, ...], src: Path | None
+) -> list[tuple[str, Measure]]:
     source = root / "source"
     rows = []
     if "servicelogs" in pipelines:
@@ -311,14 +328,15 @@ def main() -> None:
     parser.add_argument(
         "--templates-only", action="store_true", help="lines as the templates wrote them (times moved), no VARIATIONS"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="pipelines take turns; each one's median-CPU run")
     args = parser.parse_args()
 
     root = corpus(args.format, args.mb, args.object_mb, args.templates_only)
     text_mb = int((root / ".complete").read_text().split(", ")[1].split()[0]) / 1e6
     print(f"corpus: {root} ({(root / '.complete').read_text().strip()})")
-    print(f"machine: {os.cpu_count()} cores; workers {args.workers}\n")
+    print(f"machine: {os.cpu_count()} cores; workers {args.workers}; rounds {args.rounds}\n")
     pipelines = (args.only,) if args.only else PIPELINES
-    rows = run_pipelines(args.format, root, args.workers, pipelines, args.src)
+    rows = run_pipelines(args.format, root, args.workers, pipelines, args.src, args.rounds)
 
     print(
         f"{'pipeline':26} {'wall s':>8} {'MB/s':>8} {'CPU s':>8} {'MB/CPU-s':>9} {'max RSS MB':>11} {'tree RSS MB':>12}"
