@@ -29,7 +29,8 @@ from servicelogs.render.arrow import schema
 from servicelogs.sources import SourceObject, decompressed
 
 
-def _opener(text: bytes) -> Opener:
+def text_opener(text: bytes) -> Opener:
+    """An opener over text already read and decompressed (the parsers take openers)."""
     return lambda: contextlib.nullcontext(io.BytesIO(text))
 
 
@@ -58,7 +59,7 @@ def main() -> None:
             profile.enable()
         blocks = []
         for path, text in zip(files, texts, strict=True):
-            for _, block in parser_for(fmt).parse_objects([(path, str(path), _opener(text))]):
+            for _, block in parser_for(fmt).parse_objects([(path, str(path), text_opener(text))]):
                 if block is not None:
                     blocks.append((path, block))
         parsed = time.process_time()

@@ -14,8 +14,6 @@ not for asserting.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import shutil
 import tempfile
 import time
@@ -25,10 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from stages import text_opener  # bench/, beside this script
 
 from servicelogs import formats
 from servicelogs.engines import writer as writer_module
-from servicelogs.engines.arrow_parse import Opener
 from servicelogs.engines.batch import _write_rows, parser_for
 from servicelogs.render import arrow
 from servicelogs.render.arrow import schema
@@ -45,19 +43,6 @@ class _Tables:
 
     def write(self, partition: str, table: pa.Table) -> None:
         self.tables.setdefault(partition, []).append(table)
-
-
-def _opener(text: bytes) -> Opener:
-    return lambda: contextlib.nullcontext(io.BytesIO(text))
-
-
-def _numbers(table: pa.Table, dictionary: list[str]) -> dict[str, str]:
-    """Integer and timestamp columns written plain (not dictionary-encoded): delta-encoded instead."""
-    return {
-        f.name: "DELTA_BINARY_PACKED"
-        for f in table.schema
-        if (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)) and f.name not in dictionary
-    }
 
 
 def base(table: pa.Table) -> dict[str, Any]:
@@ -144,7 +129,7 @@ def corpus_table(format_name: str, corpus: Path, objects: int) -> tuple[pa.Table
         mb += len(text) / 1e6
         key = str(path)
         groups = {key: tuple(sorted((fmt.match_key(key) or {}).items()))}
-        for _, block in parser_for(fmt).parse_objects([(path, key, _opener(text))]):
+        for _, block in parser_for(fmt).parse_objects([(path, key, text_opener(text))]):
             if block is not None:
                 _write_rows(fmt, block.rows, [SourceObject(key, 0, "")], None, groups, "run", kept)  # type: ignore[arg-type]
     # One table, as the writer's largest partition would be written (all partitions' rows, in order).
