@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, cast
 
 import pytest
@@ -47,21 +48,24 @@ def test_a_staging_error_reaches_the_caller_in_its_batch_s_turn() -> None:
 
 
 def test_a_caller_that_stops_leaves_no_staging_running() -> None:
+    started: list[str] = []
     running = threading.Event()
-    done = threading.Event()
+    finished = threading.Event()
 
     def stage(task: Any) -> StagedBatch:
+        started.append(task)
         if task == "batch-1":
             running.set()
-            done.wait(0.2)
-            done.set()
+            time.sleep(0.2)  # still staging when the caller stops
+            finished.set()
         return StagedBatch(task)
 
     batches = one_ahead(stage, _tasks(3))
     next(batches)
     assert running.wait(10)
     batches.close()  # the run stopped (fenced, say): the batch being staged is finished, no further one starts
-    assert done.is_set()
+    assert finished.is_set()
+    assert started == ["batch-0", "batch-1"]
 
 
 def test_one_task_is_staged_in_the_caller_s_thread() -> None:
