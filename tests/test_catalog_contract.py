@@ -194,6 +194,72 @@ def test_objects_whose_header_differs_from_the_raw_tables_are_reported(catalog, 
     assert "header differs" in summary.catalog["problems"][0]
 
 
+def _odd_heads(fmt):
+    """(key, text, first header, lines before the first data line) of a plain object, two whose first lines
+    look like a header but are none to the run's parser (or are a header with no data line after it), and one
+    longer than the head `read_header` reads."""
+    from catalog_support import header_lines
+
+    g, key, line = fmt.grammar, example_key(fmt), fmt.examples[0].line.encode() + b"\n"
+    comment = b"#Version: 1.0\n" if g.comment else b""
+    header = header_lines(fmt)[-1].encode() + b"\n"
+    if fmt.name == "vpc_flow":
+        keys = [key.replace("fe123456", f"fe00000{i}") for i in range(1, 5)]
+        return [
+            (keys[0], header + line, g.default, 1),
+            (keys[1], b"hello world\n" + line, None, 0),  # header-like, names no declared field: a data line
+            (keys[2], header, g.default, 1),  # the header alone, no data line after it
+            (keys[3], header + line * 2000, g.default, 1),
+        ]
+    keys = [key.replace("RT4KCN4SGK9", f"RT4KCN4SGK{i}") for i in range(1, 5)]
+    return [
+        (keys[0], comment + header + line, g.default, 2),
+        (keys[1], comment + b"#Fields: foo bar\n" + header + line, g.default, 3),  # names no field: a comment
+        (keys[2], b"#Fields: date time \xff\n" + line, None, 0),  # invalid UTF-8: a data line
+        (keys[3], comment + header + line * 1000, g.default, 2),
+    ]
+
+
+@pytest.mark.parametrize("name", ["vpc_flow", "cloudfront"])
+def test_read_header_tells_an_objects_header_as_the_runs_parser_does(tmp_path, name):
+    """The sync reads the header of an object the run did not convert (an earlier run converted it and died
+    before its sync): it must tell that header, and the lines before the first data line, as the parser did."""
+    from servicelogs.catalogs import HEADER_BYTES, Names, read_header, sync
+    from servicelogs.sources import LocalSource
+
+    fmt = formats.get(name)
+    src, lake = tmp_path / "src", tmp_path / "lake"
+    odd = _odd_heads(fmt)
+    for key, text, _, _ in odd:
+        (src / key).parent.mkdir(parents=True, exist_ok=True)
+        (src / key).write_bytes(gzip.compress(text) if key.endswith(".gz") else text)
+    summary = servicelogs.convert(name, src, lake, workers=1, catalog="none")
+    assert summary.ok and summary.objects_converted == 4, summary.text()
+    assert len(odd[3][1]) > 2 * HEADER_BYTES
+    source = LocalSource(src)
+    objects = sorted(source.list(), key=lambda o: o.key)
+    assert [o.key for o in objects] == [(src / key).resolve().as_posix() for key, _, _, _ in odd]
+    read = [read_header(fmt, source, obj) for obj in objects]
+    assert read == [(names, skipped) for _, _, names, skipped in odd]
+    assert {obj.key: names for obj, (names, _) in zip(objects, read, strict=True)} == summary.headers
+    assert sum(skipped for _, skipped in read) == summary.header_lines  # no header or comment after a data line
+
+    problems = {}
+    for told in (summary.headers, None):  # the headers the run parsed, or every one read from the source
+        cat = EmbeddedCatalog(lake / f"catalog-{'read' if told is None else 'told'}.duckdb")
+        try:
+            problems[told is None] = sync(
+                cat, fmt, Names("main", name), LocalStore(lake), source, headers=told
+            ).problems
+        finally:
+            cat.close()
+    (differs,) = [obj.key for obj, (names, _) in zip(objects, read, strict=True) if names is None]
+    expected = [
+        f"{differs}: its header differs from the raw table's (that of {objects[0].key}); the raw table misreads it"
+    ]
+    assert problems == {False: expected, True: expected}
+
+
 def test_the_summary_names_the_first_twenty_catalog_problems_and_counts_the_rest():
     from servicelogs.summary import RunSummary
 

@@ -177,26 +177,32 @@ def _absolute(location: str) -> str:
     return location.rstrip("/") if "://" in location else os.path.abspath(location)
 
 
+HEADER_BYTES = 64 << 10
+"""How much of an object `read_header` reads: its header lines lie at its start."""
+
+
 def read_header(fmt: LogFormat, source: Source, obj: SourceObject) -> tuple[tuple[str, ...] | None, int]:
     """The token order an object's own header names (None: no header, the default order) and the number
-    of lines before its first data line. `obj` as the ledger recorded it: a rewritten object fails
-    (SourceError) rather than lend the raw table another version's header."""
+    of lines before its first data line, told by the run's parser's own rule (`header_parse.object_head`),
+    so a header read here is the one a run parsing the object reports (RunSummary.headers). `obj` as the
+    ledger recorded it: a rewritten object fails (SourceError) rather than lend the raw table another
+    version's header. Reads the object's first `HEADER_BYTES` (decompressed)."""
+    from servicelogs.engines.header_parse import object_head  # the parser's module loads pyarrow: not at import
     from servicelogs.sources import decompressed
 
     g = fmt.grammar
     assert isinstance(g, HeaderDelimited)
+    chunks: list[bytes] = []
+    size = 0
     with source.open(obj) as raw:
-        head = decompressed(raw, obj.key).read(64 << 10).decode("utf-8", "replace").splitlines()[:-1] or [""]
-    skipped = 0
-    for line in head:
-        m = g.header_regex.match(line)
-        if m:
-            return tuple(m.group("names").split()), skipped + 1
-        if g.comment and re.match(g.comment, line):
-            skipped += 1
-            continue
-        break
-    return None, skipped
+        stream = decompressed(raw, obj.key)
+        while size <= HEADER_BYTES:  # a read may return less than asked for (a gzip member's end)
+            chunk = stream.read(HEADER_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return object_head(g, b"".join(chunks), whole=size <= HEADER_BYTES)
 
 
 def sync(

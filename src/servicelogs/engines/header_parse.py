@@ -190,18 +190,10 @@ class HeaderDelimitedParser(LineBlockParser):
         return marks
 
     def _judge(self, raw: bytes) -> tuple[str, ...] | Literal[False] | None:
-        """A candidate line's header names, None for a comment, False for a data line."""
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return False  # not a header AWS wrote: the run's parser rejects it as invalid UTF-8
-        m = self.grammar.header_regex.match(line)
-        names = tuple(m.group("names").split()) if m else ()
-        if names and any(n in self.grammar.by_name for n in names):
-            return self._headers.setdefault(names, names)
-        if self.grammar.comment and _matches(self.grammar.comment, line):
-            return None
-        return False  # looked like a header but names no declared token: a data line
+        """A candidate line's header names (one tuple per distinct header), None for a comment, False for a
+        data line: `judge_line`."""
+        mark = judge_line(self.grammar, raw)
+        return self._headers.setdefault(mark, mark) if mark else mark
 
     def _parse_run(self, segment: bytes, first_line: int, out: _Collector, n_lines: int | None = None) -> None:
         """Parse whole lines that share the header in force; `first_line` is the number of the first."""
@@ -404,6 +396,41 @@ def _find_regex(data: bytes, pattern: str, start: int) -> int:
 
 def _matches(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
+
+
+def judge_line(grammar: HeaderDelimited, raw: bytes) -> tuple[str, ...] | Literal[False] | None:
+    """What one line (its bytes, without the newline and a CR before it) is to `grammar`: a header (the names
+    it gives), a comment (None) or a data line (False). The one rule the parser and `catalogs.read_header`
+    both tell an object's header lines by. The parser judges only the lines its RE2 search finds matching
+    `header` or `comment` at their start; any other line is a data line here too."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False  # not a header AWS wrote: the run's parser rejects it as invalid UTF-8
+    m = grammar.header_regex.match(line)
+    names = tuple((m.group("names") or "").split()) if m else ()
+    if names and any(n in grammar.by_name for n in names):
+        return names
+    if grammar.comment and re.match(grammar.comment, line):
+        return None
+    return False  # looked like a header but names no declared token: a data line
+
+
+def object_head(grammar: HeaderDelimited, head: bytes, whole: bool) -> tuple[tuple[str, ...] | None, int]:
+    """An object's first header (None: none, the default order) and the number of its lines before its
+    first data line, told from its first bytes as the parser tells them (`judge_line`, `_first_header`).
+    `whole`: `head` is the whole object; otherwise its last line, cut short, is left out."""
+    lines = head.split(b"\n")
+    last = lines.pop()  # b"": the head ends with its last line's newline
+    if whole and last:
+        lines.append(last)  # the parser reads a last line without a newline as a line
+    marks: list[tuple[int, tuple[str, ...] | None]] = []
+    for idx, raw in enumerate(lines):
+        mark = judge_line(grammar, raw.removesuffix(b"\r"))
+        if mark is False:
+            break
+        marks.append((idx, mark))
+    return _first_header(marks, 0), len(marks)
 
 
 def _first_header(marks: list[tuple[int, tuple[str, ...] | None]], first: int) -> tuple[str, ...] | None:
