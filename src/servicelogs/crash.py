@@ -36,6 +36,14 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
+def enumerating() -> bool:
+    """Whether side effects are being numbered: the proofs replay a number of one run in another, which needs
+    a run's side effects in the same order each time (engines.local.one_ahead then stages in the run's thread)."""
+    return any(
+        os.environ.get(v) is not None for v in ("SERVICELOGS_CRASH_AT", "SERVICELOGS_PAUSE_AT", "SERVICELOGS_CRASH_LOG")
+    )
+
+
 def reset() -> None:
     global _count
     _count = 0

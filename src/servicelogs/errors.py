@@ -67,5 +67,15 @@ class FencedError(ServiceLogsError):
         return (type(self), (self.run_id, self.by, self.seq))
 
 
+class StagingStopped(ServiceLogsError):
+    """The run stopped (Ctrl-C, a fence, an error) while a batch was staging ahead of its commit
+    (engines.local.one_ahead): the batch stopped at its next object or block, staged nothing and was never
+    handed over. Its intent stays, as after a crash: the next run redoes it."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id}: staging stopped, as its run did; the next run redoes it")
+        self.batch_id = batch_id
+
+
 class ConflictError(ServiceLogsError):
     """Another run committed first (a conditional write lost its race); the caller re-reads and retries."""

@@ -12,6 +12,7 @@ import functools
 import itertools
 import multiprocessing
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from servicelogs import formats
 from servicelogs.engines.arrow_parse import DelimitedParser, Opener, Parsed, Parser
 from servicelogs.engines.header_parse import HeaderDelimitedParser
 from servicelogs.engines.writer import PartitionedWriter, WrittenFile
-from servicelogs.errors import SourceError
+from servicelogs.errors import SourceError, StagingStopped
 from servicelogs.lean import hide_pandas, keep_freed_memory
 from servicelogs.prefetch import RawOpener, prefetched
 from servicelogs.render.arrow import per_object_column, rejects_schema, schema
@@ -88,10 +89,13 @@ def init_worker(q: multiprocessing.Queue) -> None:
     hide_pandas()
 
 
-def stage_batch(task: BatchTask, attempt: int = 0) -> StagedBatch:
+def stage_batch(task: BatchTask, stopped: threading.Event | None = None, *, attempt: int = 0) -> StagedBatch:
     """Convert one batch's objects into staged files, with their sizes and checksums, and its counts. An
     object that cannot be read stops the batch: nothing of it stays staged, and the object is reported in
-    `failed` (the run redoes the batch without it). A retried attempt (Spark) stages apart."""
+    `failed` (the run redoes the batch without it). A retried attempt (Spark) stages apart.
+
+    Once `stopped` is set (the run no longer waits for this batch: engines.local.one_ahead), the batch stops
+    before its next object or block with StagingStopped, and nothing of it stays staged."""
     staging = task.staging_of(attempt)
     staged = StagedBatch(task.batch_id, staging=staging)
     fmt = formats.get(task.format_name)
@@ -101,7 +105,7 @@ def stage_batch(task: BatchTask, attempt: int = 0) -> StagedBatch:
         rows = PartitionedWriter(work / "table", file_name, schema(fmt))
         rejects = PartitionedWriter(work / "rejects", file_name, rejects_schema())
         try:
-            _convert_objects(fmt, task, rows, rejects, staged)
+            _convert_objects(fmt, task, rows, rejects, staged, stopped)
             written = rows.close() + rejects.close()
         except SourceError as e:
             rows.abort()
@@ -127,12 +131,19 @@ def _staged_files(task: BatchTask, work: Path, staging: str, written: list[Writt
 
 
 def _convert_objects(
-    fmt: LogFormat, task: BatchTask, rows: PartitionedWriter, rejects: PartitionedWriter, staged: StagedBatch
+    fmt: LogFormat,
+    task: BatchTask,
+    rows: PartitionedWriter,
+    rejects: PartitionedWriter,
+    staged: StagedBatch,
+    stopped: threading.Event | None,
 ) -> None:
     groups = {obj.key: key_groups for obj, key_groups in task.objects}
     counts: dict[str, Counts] = {}  # objects parsed on their own: whether one held records is known at its end
-    blocks = parser_for(fmt).parse_objects(_openers(task))
-    for objs, parsed in blocks:
+    # Unnamed, so that a batch that stops midway (stopped, a full disk) closes the parser, and the read-ahead's
+    # threads, as the exception leaves the loop: a name would keep it open as long as the exception's traceback.
+    for objs, parsed in parser_for(fmt).parse_objects(_openers(task, stopped)):
+        _raise_if_stopped(stopped, task)  # between the blocks of a large object too: it may be most of a batch
         if parsed is None:
             for obj in objs:
                 _add_object(obj, counts.pop(obj.key, None), staged)
@@ -144,12 +155,20 @@ def _convert_objects(
         _add_block(fmt, task, objs, groups, parsed, into, rows, rejects)
 
 
-def _openers(task: BatchTask) -> Iterator[tuple[SourceObject, str, Opener]]:
+def _openers(task: BatchTask, stopped: threading.Event | None) -> Iterator[tuple[SourceObject, str, Opener]]:
     """The batch's objects in order, each with an opener over its decompressed bytes; on S3 read ahead of
     the parser (servicelogs.prefetch), within a budget of bytes."""
     for obj, open_raw in prefetched(task.source, [obj for obj, _ in task.objects]):
+        # Before each object, not only each parsed block: a group of small objects (thousands, of S3 access
+        # logs) is read whole before its first block.
+        _raise_if_stopped(stopped, task)
         # A partial, not a function decorated per object: contextmanager's wrapping cost ~10 µs an object.
         yield obj, obj.key, functools.partial(_decompressed, obj.key, open_raw)
+
+
+def _raise_if_stopped(stopped: threading.Event | None, task: BatchTask) -> None:
+    if stopped is not None and stopped.is_set():
+        raise StagingStopped(task.batch_id)
 
 
 @contextlib.contextmanager

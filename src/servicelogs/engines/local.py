@@ -10,11 +10,13 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from servicelogs import crash
 from servicelogs.engines import worker
 from servicelogs.run import BatchTask, Progress, StagedBatch, report
 from servicelogs.summary import ObjectProblem, RunSummary
@@ -70,22 +72,37 @@ def execute(
         _stop(pool, clean, lambda: _drain(q, progress))
 
 
-def one_ahead(stage: Callable[[BatchTask], StagedBatch], tasks: list[BatchTask]) -> Iterator[StagedBatch]:
+def one_ahead(
+    stage: Callable[[BatchTask, threading.Event], StagedBatch], tasks: list[BatchTask]
+) -> Iterator[StagedBatch]:
     """Each task staged, in order, the next one staging in a thread while the caller commits this one: the
     commit's requests (round trips, on S3) overlap the next batch's reads, parse and uploads. As safe as a pool
     of workers that run ahead of the commits: every batch's intent is recorded before any is staged, and a
     batch staged but never committed (the caller stopped: a fence, an error) is what a crash leaves, redone
-    by the next run. At most two batches are staged and not yet committed."""
-    if len(tasks) <= 1:
-        yield from map(stage, tasks)
+    by the next run. At most two batches are staged and not yet committed.
+
+    A caller that stops (Ctrl-C, a fence, an error, the generator closed) sets the event `stage` is given: the
+    batch staging ahead stops at its next object or block (batch.stage_batch raises StagingStopped), so the
+    caller waits for that object, not for the rest of the batch, and no staging outlives it."""
+    stopped = threading.Event()
+    # In the caller's thread, which an interrupt stops by itself: a single task, and runs whose side effects are
+    # being numbered (the overlapped order's states, a batch staging while the one before commits, are those of
+    # several workers, and the random kills of one-worker runs, in tests/test_exactly_once.py).
+    if len(tasks) <= 1 or crash.enumerating():
+        for task in tasks:
+            yield stage(task, stopped)
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="stage-ahead") as ahead:
-        staging = ahead.submit(stage, tasks[0])
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="stage-ahead")
+    try:
+        staging = ahead.submit(stage, tasks[0], stopped)
         for task in tasks[1:]:
             staged = staging.result()
-            staging = ahead.submit(stage, task)
+            staging = ahead.submit(stage, task, stopped)
             yield staged
         yield staging.result()
+    finally:
+        stopped.set()  # before the wait below: a batch being staged would otherwise be staged to its end
+        ahead.shutdown(cancel_futures=True)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
