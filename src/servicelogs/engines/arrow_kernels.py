@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from servicelogs.engines import native
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import EPOCH_SECONDS, Field, Split, Token
 from servicelogs.types import BIGINT, BOOLEAN, DOUBLE, INT, STRING, TIMESTAMP
@@ -68,6 +69,8 @@ def _split_once(values: pa.Array | pa.ChunkedArray, sep: str, reverse: bool) -> 
             pa.chunked_array([head for head, _ in pairs], pa.string()),
             pa.chunked_array([tail for _, tail in pairs], pa.string()),
         )
+    if native.kernels is not None and len(sep) == 1 and pa.types.is_string(values.type):
+        return _split_natively(values, sep, reverse)
     parts = pc.split_pattern(values, sep, max_splits=1, reverse=reverse)
     # Both parts taken from the lists' values in one go each: ~10 % cheaper than list_element, and a list
     # of one part (no `sep`) or none (a null value) needs no other path.
@@ -76,6 +79,19 @@ def _split_once(values: pa.Array | pa.ChunkedArray, sep: str, reverse: bool) -> 
     head = parts.values.take(pa.array(starts, mask=lengths < 1))
     tail = parts.values.take(pa.array(starts + 1, mask=lengths < 2))
     return head, tail
+
+
+def _split_natively(values: pa.Array, sep: str, reverse: bool) -> tuple[pa.Array, pa.Array]:
+    """_split_once in one pass of `_delimited.split_once` (split_pattern builds lists, then each part is taken)."""
+    validity, offsets, data = values.buffers()
+    assert native.kernels is not None
+    head, tail = native.kernels.split_once(
+        validity, offsets, data if data is not None else b"", len(values), values.offset, ord(sep), reverse
+    )
+    return tuple(
+        pa.Array.from_buffers(pa.string(), len(values), [pa.py_buffer(v), pa.py_buffer(o), pa.py_buffer(d)], nulls)
+        for v, nulls, o, d in (head, tail)
+    )
 
 
 def tokenizer_type(token: Token, csv_null: str | None) -> pa.DataType | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import BinaryIO, Protocol, TypeVar, cast
+from typing import BinaryIO, ClassVar, Protocol, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from servicelogs import sources
+from servicelogs.engines import native
 from servicelogs.engines.arrow_kernels import nulled, split_token, token_null, tokenizer_type, typed_field
 from servicelogs.errors import SourceError
 from servicelogs.render.arrow import arrow_type
@@ -293,6 +294,7 @@ class DelimitedParser(LineBlockParser):
             if typed is not None:
                 self.tokenizer_types[position] = typed
             position += token.pieces
+        self.native = NativeTokenizer.for_grammar(self.grammar, self.csv_null, self.tokenizer_types)
 
     # -- block level ---------------------------------------------------------------------------------
 
@@ -389,6 +391,8 @@ class DelimitedParser(LineBlockParser):
 
     def _token_counts(self, lines: list[bytes]) -> np.ndarray | None:
         """Each line's token count (0 for an empty one); None if Arrow's lines are not these lines (a stray CR)."""
+        if self.native is not None:
+            return self.native.token_counts(lines, self.declared)
         invalid: list[tuple[int, int]] = []
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -476,6 +480,8 @@ class DelimitedParser(LineBlockParser):
         """Tokenize the block in bulk. Returns token tables with the 1-based line numbers of their rows, and
         the 0-based offsets of the lines left to the exact path; None when the block does not map one-to-one
         onto lines (then every line takes the exact path)."""
+        if self.native is not None:
+            return self.native.tokens(block, first_line, width)
         first = self._read_tokens(block, width)
         if first is None:
             return None
@@ -725,6 +731,99 @@ class DelimitedParser(LineBlockParser):
             keep[list(bad)] = False
             table = table.filter(pa.array(keep))
         return table, bad
+
+
+class NativeTokenizer:
+    """The bulk tokenizer of `_delimited.c`, for a grammar of one-byte ASCII delimiter and quote: a line is a row
+    only if it is plainly well formed, every other line goes to the exact path by itself (Arrow's reader can only
+    say a whole block is off). Number and ISO timestamp columns are typed as they are read; a value it does not
+    take in its plain spelling has the block read again as text, where the kernels judge and name the value."""
+
+    _KINDS: ClassVar[dict[pa.DataType, str]] = {
+        pa.int32(): "i",
+        pa.int64(): "l",
+        pa.float64(): "d",
+        pa.timestamp("us", tz="UTC"): "t",
+    }
+    OTHER_WIDTH_BULK = 5  # lines of another token count tokenized in bulk from this many on; fewer: the exact path
+
+    def __init__(self, grammar: Delimited, null: str | None, types: dict[int, pa.DataType]) -> None:
+        self.grammar = grammar
+        self._delimiter = ord(grammar.delimiter)
+        self._quote = ord(grammar.quote) if grammar.quote else -1
+        self._null = null.encode() if null is not None else None
+        self._types = types
+        assert native.kernels is not None
+        self._kernels = native.kernels
+
+    @classmethod
+    def for_grammar(cls, grammar: Delimited, null: str | None, types: dict[int, pa.DataType]) -> NativeTokenizer | None:
+        """None where the compiled tokenizer is missing (an install without a C compiler) or cannot serve."""
+        one_byte = all(len(c) == 1 and c.isascii() for c in (grammar.delimiter, grammar.quote or '"'))
+        if native.kernels is None or not one_byte or any(t not in cls._KINDS for t in types.values()):
+            return None
+        return cls(grammar, null, types)
+
+    def tokens(self, block: bytes, first_line: int, width: int) -> tuple[list[tuple[pa.Table, np.ndarray]], list[int]]:
+        """As DelimitedParser._fast_tokens; every line maps onto itself, so the answer is never None."""
+        table, offsets, others, slow = self._read(block, width)
+        parts = [(table, offsets + first_line)] if table.num_rows else []
+        by_width: dict[int, list[int]] = {}
+        for offset, count in others:
+            if count >= self.grammar.min_tokens:
+                by_width.setdefault(count, []).append(offset)
+            else:
+                slow.append(offset)
+        if by_width:
+            lines = block.split(b"\n")
+            for count, members in by_width.items():
+                if len(members) < self.OTHER_WIDTH_BULK:
+                    slow += members
+                    continue
+                at = np.asarray(members, np.int64)
+                again, rows, other_counts, odd = self._read(b"\n".join(lines[i] for i in members), count)
+                assert not other_counts  # the same lines, the same count
+                parts.append((again, at[rows] + first_line))
+                slow += at[odd].tolist()
+        return parts, sorted(slow)
+
+    def token_counts(self, lines: list[bytes], declared: int) -> np.ndarray:
+        """Each line's token count; 0 for an empty line or one the bulk tokenizer leaves to the exact path."""
+        counts = np.zeros(len(lines), np.int64)
+        if not lines:
+            return counts
+        result = self._kernels.tokenize(
+            b"\n".join(lines), self._delimiter, self._quote, declared, None, b"s" * declared
+        )
+        chunks, others, _ = result
+        for _, _, row_lines in chunks:
+            counts[np.frombuffer(row_lines, np.int64)] = declared
+        for offset, count in others:
+            counts[offset] = count
+        return counts
+
+    def _read(self, block: bytes, width: int) -> tuple[pa.Table, np.ndarray, list[tuple[int, int]], list[int]]:
+        """The rows of `width` tokens as a table (typed where the grammar allows) with their 0-based line offsets,
+        the (offset, token count) of clean lines of another count, the offsets of the lines left to the exact
+        path."""
+        types = [self._types.get(i, pa.string()) for i in range(width)]
+        kinds = "".join(self._KINDS.get(t, "s") for t in types).encode()
+        result = self._kernels.tokenize(block, self._delimiter, self._quote, width, self._null, kinds)
+        if result is None:  # a typed value in a spelling the tokenizer does not take: the kernels judge it
+            types = [pa.string()] * width
+            result = self._kernels.tokenize(block, self._delimiter, self._quote, width, self._null, b"s" * width)
+        chunks, others, slow = result
+        columns: list[list[pa.Array]] = [[] for _ in range(width)]
+        for rows, buffers, _ in chunks:
+            for column, kind, (validity, nulls, values, data) in zip(columns, types, buffers, strict=True):
+                arrays = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values)]
+                if data is not None:
+                    arrays.append(pa.py_buffer(data))
+                column.append(pa.Array.from_buffers(kind, rows, arrays, nulls))
+        names = [f"t{i}" for i in range(width)]
+        table = pa.Table.from_arrays([pa.chunked_array(c, t) for c, t in zip(columns, types, strict=True)], names)
+        offsets = np.concatenate([np.frombuffer(c[2], np.int64) for c in chunks]) if chunks else np.zeros(0, np.int64)
+        return table, offsets, others, slow
 
 
 def merged(parts: list[Parsed]) -> Parsed:
