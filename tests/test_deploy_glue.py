@@ -61,6 +61,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_holds_the_spark_engine_and_the_job(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {"servicelogs/engines/spark.py", "servicelogs/glue_job.py", "servicelogs/render/spark.py"} <= set(names)
+    # Pure Python, for any platform and Python AWS runs the job on: no tokenizer compiled for this machine's.
+    assert wheel.name.endswith("-py3-none-any.whl") and not [n for n in names if n.endswith(".so")]
 
 
 def test_deploy_creates_the_job_and_starts_a_run(aws, wheel: Path, capsys) -> None:

@@ -8,6 +8,7 @@ bookmarks are disabled: the table's ledger decides what is new.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,9 @@ class GlueJob:
 
 
 def build_wheel(out: Path) -> Path:
-    """A wheel of this checkout of servicelogs (pip's own build: no extra tool needed)."""
+    """A wheel of this checkout of servicelogs (pip's own build: no extra tool needed), pure Python: the Glue
+    job's Python and platform are AWS's, not this machine's, and a compiled tokenizer built here might not load
+    there (the job tokenizes with Arrow's CSV reader, the same rows)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").exists():
         raise UsageError("servicelogs is not installed from a source checkout: build a wheel and pass --wheel PATH")
@@ -84,6 +87,7 @@ def build_wheel(out: Path) -> Path:
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(root), "-w", str(out)],
         capture_output=True,
         text=True,
+        env={**os.environ, "SERVICELOGS_PURE_PYTHON": "1"},
     )
     wheels = sorted(out.glob("servicelogs-*.whl"))
     if done.returncode or not wheels:
