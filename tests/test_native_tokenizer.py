@@ -195,6 +195,28 @@ def test_only_plain_lines_are_rows() -> None:
 
 
 @requires_native
+@pytest.mark.parametrize("name", LINE_FORMATS)
+def test_a_block_counts_its_lines_as_the_arrow_path_does(name: str) -> None:
+    """The compiled tokenizer counts a block's lines as it scans (no separate pass): the count, the rows and the
+    rejects are those of the Arrow path, with odd lines among the real ones and with or without a last newline."""
+    parser = line_parser(name)
+    real = next(_bodies(seeds(name))).split(b"\n")[-6:-1]  # the last real lines of the first seed (past a header)
+    odd = [b"", b"\xff\xfe", b'"', b"a\r", real[0] + b" trailing", real[0].replace(b" ", b"  ", 1)]
+    for block in (b"\n".join(real + odd + real) + b"\n", b"\n".join(real + odd + real), b"\n".join(real[:1])):
+        counted = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        native = line_parser(name).parse_block(block, 1)
+        saved, compiled.kernels = compiled.kernels, None
+        try:
+            arrow = line_parser(name).parse_block(block, 1)
+        finally:
+            compiled.kernels = saved
+        assert parser.native is not None and native.lines == arrow.lines == counted
+        assert native.rows.to_pylist() == arrow.rows.to_pylist()
+        rejects = [sorted(zip(p.reject_lines, p.reject_raw, p.reject_reasons, strict=True)) for p in (native, arrow)]
+        assert rejects[0] == rejects[1]
+
+
+@requires_native
 def test_typed_columns_and_a_refused_value() -> None:
     """Integers, doubles and ISO timestamps are typed as they are read; a value in another spelling (here a
     timestamp without its zone) has the call answer None, for the caller to read the block as text."""
