@@ -206,16 +206,17 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    code = proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    _reap_orphans(ours)
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    largest = max([usage.ru_maxrss, *_reap_orphans(ours)])
     stop.set()
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {code}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measure(wall, cpu, after.ru_maxrss / 1024, peak[0] / 1024)
+    return Measure(wall, cpu, largest / 1024, peak[0] / 1024)
 
 
 def _adopt_orphans() -> None:
@@ -225,14 +226,18 @@ def _adopt_orphans() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER (Linux)
 
 
-def _reap_orphans(ours: set[int]) -> None:
+def _reap_orphans(ours: set[int]) -> list[int]:
     """Wait for every descendant the command left behind (not for `ours`, the children we had before it, such
     as a moto server): RUSAGE_CHILDREN counts only the CPU of processes waited for (a fork server's includes
-    the workers it waited for), so without this a run's workers would be missing from its CPU seconds."""
+    the workers it waited for), so without this a run's workers would be missing from its CPU seconds. Returns
+    the peak RSS (KiB) of each, its own descendants included (wait4's; RUSAGE_CHILDREN's would be the largest of
+    every process this bench ever waited for, another pipeline's of an earlier round among them)."""
+    peaks = []
     while left := _children() - ours:
         for pid in left:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+                peaks.append(os.wait4(pid, 0)[2].ru_maxrss)
+    return peaks
 
 
 def _children() -> set[int]:
