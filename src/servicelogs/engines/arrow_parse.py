@@ -311,7 +311,7 @@ class DelimitedParser(LineBlockParser):
     ) -> Parsed | None:
         """The block's rows and rejects; None if the bulk tokenizer cannot vouch for the block and not `exact`.
         `n_lines` None: counted here (the compiled tokenizer counts them as it scans: a pass of `bytes.count`
-        over the block was 5 % of converting ELB lines)."""
+        over the block was 5 % of a worker's CPU on classic load balancer lines)."""
         if self.native is not None:
             parts, slow_lines, counted = self.native.tokens(block, first_line, width)
             n_lines = counted if n_lines is None else n_lines
