@@ -214,6 +214,25 @@ def test_header_lines_searched_for_give_what_matching_every_line_gives(
     assert len({id(names) for names in kept}) == len(set(kept))  # one tuple per distinct header, for the run
 
 
+@pytest.mark.parametrize(
+    "fmt_name",
+    [n for n in servicelogs.formats.names() if isinstance(servicelogs.formats.get(n).grammar, HeaderDelimited)],
+)
+def test_both_header_searches_mark_the_same_lines(fmt_name: str) -> None:
+    """The line-by-line search (anchored at each line's start) and the search across a block mark the lines
+    the grammar's judgement marks, no fewer, among lines that hold a header's text elsewhere than at their start."""
+    parser = header_parse.HeaderDelimitedParser(servicelogs.formats.get(fmt_name))
+    lines = [line for text in _fixture_texts(fmt_name).values() for line in text.splitlines() if line][:400]
+    header = next(line for line in lines if parser._judge(line))
+    tricky = [b" " + header, b"x" + header, b"1 2 " + header, b"", b"#", header + b"\r", b"a  b"]
+    text = b"\n".join([*lines, *tricky, *lines[:5], header]).replace(b"\r\n", b"\n")
+    n_lines = text.count(b"\n") + 1
+    judged = [(i, mark) for i, line in enumerate(text.split(b"\n")) if (mark := parser._judge(line)) is not False]
+    each_line = parser._marked_lines_of(text, header_parse._line_starts(text, n_lines))
+    across = parser._marked_lines(text, n_lines)
+    assert each_line == across == judged and len(judged) >= 3
+
+
 def _key_free(fmt_name: str) -> dict:
     """The columns that come from the object's key (the cut objects have keys of their own): left out."""
     fmt = servicelogs.formats.get(fmt_name)

@@ -172,7 +172,10 @@ class HeaderDelimitedParser(LineBlockParser):
     def _marked_lines_of(self, text: bytes, starts: np.ndarray) -> list[tuple[int, tuple[str, ...] | None]]:
         """`_marked_lines` of many objects' whole lines (`starts`: where each line starts, and the end), where
         header lines are dense (one or two an object): one RE2 kernel over the lines as an Arrow array finds the
-        candidates, where a search from each one to the next would cost a kernel call each."""
+        candidates, where a search from each one to the next would cost a kernel call each. Each value is one
+        line and its newline, so a candidate starts at the value's start: anchored there (`\\A`), RE2 gives up
+        on a data line at its first bytes, where `^` (any line start, in multi-line mode) had it scan every
+        byte for one (1.7 against 0.3 ms per MB of lines)."""
         n_lines = len(starts) - 1
         if b"\r" in text:  # as _marked_lines: a CR before the newline is not part of the line
             text = text.replace(b"\r\n", b"\n")
@@ -181,7 +184,7 @@ class HeaderDelimitedParser(LineBlockParser):
             pa.large_binary(), n_lines, [None, pa.py_buffer(starts.astype(np.int64)), pa.py_buffer(text)]
         )
         patterns = [self.grammar.header] + ([self.grammar.comment] if self.grammar.comment else [])
-        hits = pc.match_substring_regex(lines, "(?m)^(?:" + "|".join(f"(?:{p})" for p in patterns) + ")")
+        hits = pc.match_substring_regex(lines, "(?m)\\A(?:" + "|".join(f"(?:{p})" for p in patterns) + ")")
         marks: list[tuple[int, tuple[str, ...] | None]] = []
         for idx in np.flatnonzero(hits.to_numpy(zero_copy_only=False)).tolist():
             mark = self._judge(text[starts[idx] : starts[idx + 1]].rstrip(b"\n"))
