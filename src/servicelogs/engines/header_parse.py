@@ -56,9 +56,10 @@ class HeaderDelimitedParser(LineBlockParser):
         the default order: a header applies to the lines after it in its own object only."""
         ends = [t if not t or t.endswith(b"\n") else t + b"\n" for t in texts]
         text = b"".join(ends)
-        counts = [t.count(b"\n") for t in ends]
-        n_lines = sum(counts)
-        starts = _line_starts(text, n_lines)
+        newlines = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)  # one pass finds lines and objects
+        n_lines = len(newlines)  # every text ends with its newline
+        starts = np.concatenate([np.zeros(1, np.int64), newlines + 1])  # each line's start, and the end
+        counts = np.diff(np.searchsorted(newlines, np.cumsum([len(t) for t in ends])), prepend=0).tolist()
         sparse = n_lines > SPARSE_HEADERS * len(texts)
         marks = self._marked_lines(text, n_lines) if sparse else self._marked_lines_of(text, starts)
         runs: dict[tuple[str, ...] | None, list[Run]] = {}
