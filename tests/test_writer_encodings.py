@@ -1,6 +1,6 @@
-"""The writer's Parquet encodings (render/arrow.py: dictionary_columns, column_encodings): each column chunk is
-encoded as the rule says, the values read back exactly with pyarrow, DuckDB and Spark, and a column whose first
-rows are null is judged by its values."""
+"""The writer's Parquet encodings (render/arrow.py: dictionary_columns, column_encodings, empty_columns): each
+column chunk is encoded and compressed as the rule says, the values read back exactly with pyarrow, DuckDB and
+Spark, and a column whose first rows are null is judged by its values."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from spark_support import fixture_corpus
 import servicelogs
 from servicelogs import formats
 from servicelogs.engines.writer import PartitionedWriter
-from servicelogs.render.arrow import CARDINALITY_SAMPLE_ROWS, column_encodings, dictionary_columns
+from servicelogs.render.arrow import CARDINALITY_SAMPLE_ROWS, column_encodings, dictionary_columns, empty_columns
 
 ROWS = 3 * CARDINALITY_SAMPLE_ROWS
 NULL_HEAD = CARDINALITY_SAMPLE_ROWS + 100  # longer than the sample: the old rule saw nulls only
@@ -35,7 +35,7 @@ SCHEMA = pa.schema(
         ("late_id", pa.string()),  # null for NULL_HEAD rows, then all distinct: plain
         ("late_count", pa.int64()),  # null for NULL_HEAD rows, then all distinct: delta
         ("late_code", pa.string()),  # null for NULL_HEAD rows, then 2 values: dictionary
-        ("never", pa.string()),  # all null: dictionary (an empty one)
+        ("never", pa.string()),  # all null: plain and uncompressed (null markers only)
         ("line_number", pa.int64()),  # always delta
     ]
 )
@@ -62,9 +62,9 @@ def rows_table() -> pa.Table:
     )
 
 
-DICTIONARY = {"second", "status", "method", "late_code", "never"}
+DICTIONARY = {"second", "status", "method", "late_code"}
 DELTA = {"time", "port", "bytes", "late_count", "line_number"}
-PLAIN = {"request_id", "late_id"}
+PLAIN = {"request_id", "late_id", "never"}
 
 
 def chunk_encodings(path: Path) -> dict[str, tuple[set[str], bool]]:
@@ -90,7 +90,8 @@ def written(tmp_path: Path, table: pa.Table) -> Path:
 def test_the_rule_chooses_each_columns_encoding() -> None:
     table = rows_table()
     dictionary = dictionary_columns(table)
-    assert set(dictionary) == DICTIONARY
+    assert set(dictionary) == DICTIONARY | {"never"}  # the writer leaves the empty column out (empty_columns)
+    assert empty_columns(table) == ["never"]
     assert column_encodings(table.schema, dictionary) == dict.fromkeys(sorted(DELTA), "DELTA_BINARY_PACKED")
 
 
@@ -102,6 +103,37 @@ def test_each_column_chunk_is_encoded_as_the_rule_says(tmp_path: Path) -> None:
         assert encodings[name] == ({"RLE", "DELTA_BINARY_PACKED"}, False), name
     for name in PLAIN:
         assert encodings[name] == ({"RLE", "PLAIN"}, False), name
+
+
+@pytest.mark.parametrize("fmt_name", ["cloudtrail", "vpc_flow"])  # nested columns; many columns never filled
+def test_every_column_with_values_is_compressed_and_only_empty_ones_are_not(tmp_path: Path, fmt_name: str) -> None:
+    """Through a conversion of the format's fixtures: each column chunk with a value is zstd-compressed, nested
+    leaves included (a leaf a per-column compression leaves out would be written uncompressed), and each chunk
+    without one is written uncompressed and without a dictionary; DuckDB reads every row of them."""
+    for key, data in fixture_corpus(fmt_name).items():
+        path = tmp_path / "source" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    servicelogs.convert(fmt_name, tmp_path / "source", tmp_path / "target", workers=1)
+    files = sorted((tmp_path / "target" / fmt_name).rglob("*.parquet"))
+    codecs: dict[str, set[tuple[str, bool]]] = {}
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        for g in range(parquet.metadata.num_row_groups):
+            rows = parquet.read_row_group(g)
+            for c in range(parquet.metadata.num_columns):
+                chunk = parquet.metadata.row_group(g).column(c)
+                column = rows.column(chunk.path_in_schema.split(".")[0])
+                empty = column.null_count == len(column)
+                assert chunk.compression == ("UNCOMPRESSED" if empty else "ZSTD"), (path, chunk.path_in_schema)
+                if empty:
+                    assert not chunk.has_dictionary_page, (path, chunk.path_in_schema)
+                codecs.setdefault(chunk.path_in_schema, set()).add((chunk.compression, empty))
+    compressed = {p for p, seen in codecs.items() if ("ZSTD", False) in seen}
+    assert {p for p in compressed if "." in p} or fmt_name != "cloudtrail"  # nested leaves among them
+    assert {p for p, seen in codecs.items() if ("UNCOMPRESSED", True) in seen}  # and some left empty
+    duck = read_table(tmp_path / "target", fmt_name, formats.get(fmt_name).partitions)  # DuckDB reads them too
+    assert len(duck) == sum(pq.read_metadata(f).num_rows for f in files) > 10
 
 
 def test_a_column_null_in_its_first_rows_is_judged_by_its_values() -> None:

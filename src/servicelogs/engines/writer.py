@@ -10,6 +10,7 @@ the bytes went out, so the commit names the files as written, not whatever a lis
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import shutil
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from isal import isal_zlib
 
 from servicelogs import crash
 from servicelogs.errors import StorageError
-from servicelogs.render.arrow import column_encodings, dictionary_columns, statistics_columns
+from servicelogs.render.arrow import column_encodings, dictionary_columns, empty_columns, statistics_columns
 
 ROW_GROUP_ROWS = 128 * 1024  # ~10-30 MB compressed for access logs: large enough for scans, small for memory
 BUFFERED_ROWS_LIMIT = 2 * ROW_GROUP_ROWS  # across all open partitions of one batch
@@ -83,15 +84,33 @@ def _disk(operation: str, path: Path) -> Iterator[None]:
 
 
 def parquet_options(table: pa.Table) -> dict[str, Any]:
-    """The ParquetWriter's options for a file whose first rows are `table`."""
+    """The ParquetWriter's options for a file whose first rows are `table`: zstd, but for the columns these rows
+    leave empty (`empty_columns`; like the dictionary choice, the first rows decide for the file)."""
     dictionary = dictionary_columns(table)
+    empty = set(empty_columns(table))
+    codecs = {path: "none" if _top_level(path, empty) else "zstd" for path in _leaf_paths(table.schema)}
     return {
-        "compression": "zstd",
-        "compression_level": 1,
+        "compression": codecs,
+        "compression_level": {path: 1 for path, codec in codecs.items() if codec == "zstd"},
         "write_statistics": statistics_columns(table.schema),
-        "use_dictionary": dictionary,
+        "use_dictionary": [name for name in dictionary if name not in empty],
         "column_encoding": column_encodings(table.schema, dictionary) or None,
     }
+
+
+@functools.cache
+def _leaf_paths(schema: pa.Schema) -> tuple[str, ...]:
+    """The Parquet leaf columns of `schema`, by path (`extra_fields.list.element`): per-column options name
+    leaves, and a leaf a per-column compression leaves out is written uncompressed."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    leaves = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return tuple(leaves.column(i).path for i in range(len(leaves)))
+
+
+def _top_level(path: str, names: set[str]) -> bool:
+    """Whether the leaf at `path` belongs to one of the top-level columns `names`."""
+    return any(path == name or path.startswith(name + ".") for name in names)
 
 
 class PartitionedWriter:
