@@ -48,13 +48,17 @@ def execute(
     pool = ProcessPoolExecutor(
         min(workers, len(tasks)), mp_context=ctx, initializer=worker.set_up, initargs=(q, dict(os.environ), os.getpid())
     )
+    # Every worker at the first submit, none later: a submit that spawns a worker in place of one just killed
+    # races the pool's own thread closing the queues it hands the new worker (EBADF in our process, a traceback
+    # from the fork server). CPython spawns them so for the "fork" start method.
+    pool._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
     clean = False
     try:
         futures: dict[Future[StagedBatch], BatchTask] = {}
         for i, task in enumerate(tasks):
             try:
                 futures[pool.submit(worker.stage_batch, task)] = task
-            except BrokenProcessPool:  # a worker died while the batches were being handed out
+            except (BrokenProcessPool, OSError):  # a worker died while the batches were being handed out
                 summary.batches_failed += [_lost(t) for t in tasks[i:]]
                 break
         pending = set(futures)
