@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import read_table
+from exactly_once_support import write_local
 from spark_support import fixture_corpus
 
 import servicelogs
@@ -110,10 +111,7 @@ def test_every_column_with_values_is_compressed_and_only_empty_ones_are_not(tmp_
     """Through a conversion of the format's fixtures: each column chunk with a value is zstd-compressed, nested
     leaves included (a leaf a per-column compression leaves out would be written uncompressed), and each chunk
     without one is written uncompressed and without a dictionary; DuckDB reads every row of them."""
-    for key, data in fixture_corpus(fmt_name).items():
-        path = tmp_path / "source" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write_local(tmp_path / "source", fixture_corpus(fmt_name))
     servicelogs.convert(fmt_name, tmp_path / "source", tmp_path / "target", workers=1)
     files = sorted((tmp_path / "target" / fmt_name).rglob("*.parquet"))
     codecs: dict[str, set[tuple[str, bool]]] = {}
@@ -180,10 +178,7 @@ def test_spark_reads_delta_encoded_integers_and_times_as_duckdb_does(tmp_path: P
     from servicelogs.render.spark import schema as spark_schema
 
     fmt = formats.get("vpc_flow")
-    for key, data in fixture_corpus("vpc_flow").items():
-        path = tmp_path / "source" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write_local(tmp_path / "source", fixture_corpus("vpc_flow"))
     servicelogs.convert("vpc_flow", tmp_path / "source", tmp_path / "target", workers=1)
     files = sorted((tmp_path / "target" / "vpc_flow").rglob("*.parquet"))
     delta = {name for f in files for name, (found, _) in chunk_encodings(f).items() if "DELTA_BINARY_PACKED" in found}
