@@ -298,6 +298,35 @@ def test_usual_and_unusual_records_give_the_same_columns(convert):
     assert row["eventID"] == "id-5"
 
 
+def test_the_usual_statement_vouches_for_usual_records_only():
+    """The flat statement's result stands only for records whose declared keys DuckDB found are exactly those
+    the splitter counted, and whose structs fit: else None, and the exact statement runs (the same rows, slower,
+    so a wrong count would go unseen by the tests of rows)."""
+    import pyarrow.compute as pc
+
+    from servicelogs.engines import json_parse
+
+    plan = json_parse._plan("cloudtrail")
+
+    def through_usual(*items: object):
+        (pieces,) = RecordSplitter("Records", plan.known_keys).split(io.BytesIO(compact(*items).encode()), KEY)
+        texts = pc.utf8_trim(json_parse._records(pieces), json_parse._TRIM)
+        assert pieces.valued_members is not None
+        return plan.run_usual(texts, np.arange(pieces.count), pieces.valued_members)
+
+    usual = through_usual(event(1), event(2, errorCode=None, errorMessage="no", readOnly=...), event(3, userAgent=None))
+    assert usual is not None and usual.column("line_number").to_pylist() == [0, 1, 2]
+    assert usual.column("c15").to_pylist() == ["id-1", "id-2", "id-3"]  # eventID
+    assert through_usual(event(1), event(2, newKey="x")) is None  # a key the declaration does not read
+    twice = json.dumps(event(2), separators=(",", ":"))[:-1] + ',"eventName":"Again"}'
+    (pieces,) = RecordSplitter("Records", plan.known_keys).split(io.BytesIO(f'{{"Records":[{twice}]}}'.encode()), KEY)
+    texts = pc.utf8_trim(json_parse._records(pieces), json_parse._TRIM)
+    assert plan.run_usual(texts, np.arange(1), pieces.valued_members) is None  # a declared key twice
+    assert through_usual(event(1, tlsDetails={"tlsVersion": "TLSv1.3", "newMember": 1})) is None  # a member unread
+    assert through_usual(event(1, tlsDetails="TLSv1.3")) is None  # not an object
+    assert through_usual(event(1, eventTime=...)) is None  # a required key missing
+
+
 def test_a_quote_is_escaped_by_an_odd_run_of_backslashes():
     def by_hand(text: bytes) -> list[bool]:
         out = []

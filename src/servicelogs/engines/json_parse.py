@@ -328,6 +328,7 @@ class _Plan:
         statements = json_records_sql(fmt)
         self.known_keys, self.version_column = statements.known_keys, statements.version_column
         self.sql, self.sql_checked, self.sql_usual = statements.sql, statements.sql_checked, statements.sql_usual
+        self.valued_columns = statements.valued_columns
 
     def run(self, texts: pa.Array, numbers: np.ndarray, valued_members: np.ndarray | None = None) -> pa.Table:
         import duckdb
@@ -367,11 +368,22 @@ class _Plan:
             return None
         if (
             pc.all(usual.column("_fits")).as_py()
-            and np.array_equal(usual.column("_valued").to_numpy(), valued_members)
+            and np.array_equal(self._valued(usual), valued_members)
             and np.array_equal(usual.column("line_number").to_numpy(), numbers)
         ):
-            return usual.drop_columns(["_valued", "_fits"])
+            return usual.drop_columns(["_fits"])
         return None
+
+    def _valued(self, usual: pa.Table) -> np.ndarray:
+        """Per record, how many of the declared keys DuckDB found with a value."""
+        count = np.zeros(usual.num_rows, dtype=np.int64)
+        for name in self.valued_columns:
+            column = usual.column(name)
+            if column.null_count == 0:
+                count += 1
+            elif column.null_count < len(column):
+                count += pc.is_valid(column).to_numpy(zero_copy_only=False)
+        return count
 
     def type_columns(self, result: pa.Table) -> tuple[pa.Table, pa.Array | None]:
         """The typed columns under the fields' names, and per row the first reason it is a reject."""
