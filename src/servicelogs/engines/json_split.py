@@ -108,14 +108,15 @@ class RecordSplitter:
                 if not chunk:
                     continue
             buffer = carry + chunk if carry else chunk
+            start = 0  # where the records begin: past the header, not sliced off (a block's copy)
             if self.mode is None:
                 m = self._header.match(buffer)
                 if m is None and len(buffer.lstrip(_SPACE)) < 64 + len(self.records_key):
                     carry = buffer  # too little to tell the shape yet
                     continue
                 self.mode = "array" if m else "lines"
-                buffer = buffer[m.end() :] if m else buffer
-            pieces, rest = self._cut(buffer)
+                start = m.end() if m else 0
+            pieces, rest = self._cut(buffer, start)
             if pieces.count:
                 yield pieces
             if self.array_closed:
@@ -139,8 +140,7 @@ class RecordSplitter:
             m = self._header.match(carry)
             self.mode = "array" if m else "lines"
             if m:
-                carry = carry[m.end() :]
-                pieces, carry = self._cut(carry)
+                pieces, carry = self._cut(carry, m.end())
                 if pieces.count:
                     yield pieces
                 if self.array_closed:
@@ -162,9 +162,9 @@ class RecordSplitter:
         self.records += 1
         return Pieces(text, np.asarray([0, len(text)], dtype=np.int64), self.records, reason)
 
-    def _cut(self, buffer: bytes) -> tuple[Pieces, bytes]:
-        """The complete records at the start of `buffer`, and the bytes left for the next block."""
-        b = np.frombuffer(buffer, dtype=np.uint8)
+    def _cut(self, buffer: bytes, start: int = 0) -> tuple[Pieces, bytes]:
+        """The complete records at the start of `buffer[start:]`, and the bytes left for the next block."""
+        b = np.frombuffer(buffer, dtype=np.uint8)[start:]  # positions below are b's, from `start`
         positions, depth, quotes = _structure(b)
         chars = b[positions]
         record_depth = 0
@@ -179,19 +179,24 @@ class RecordSplitter:
                 ends = positions[ends_mask & (positions < close_at)]
                 ends = np.append(ends, close_at)
                 self.array_closed = True
-                rest = buffer[close_at + 1 :]
+                rest = buffer[start + close_at + 1 :]
             else:
                 ends = positions[ends_mask]
-                rest = buffer[int(ends[-1]) + 1 :] if ends.size else buffer
+                rest = buffer[start + int(ends[-1]) + 1 :] if ends.size else buffer[start:]
             offsets = np.concatenate(([0], ends)).astype(np.int64)
-            if self.array_closed and self.records == 0 and len(offsets) == 2 and not buffer[: offsets[1]].strip(_SPACE):
+            if (
+                self.array_closed
+                and self.records == 0
+                and len(offsets) == 2
+                and not buffer[start : start + offsets[1]].strip(_SPACE)
+            ):
                 self.empty_array = True
                 return Pieces(buffer, np.zeros(0, dtype=np.int64), 1), rest
         else:
             ends = positions[(depth == 0) & ((chars == ord("}")) | (chars == ord("]")))] + 1
-            rest = buffer[int(ends[-1]) :] if ends.size else buffer
+            rest = buffer[start + int(ends[-1]) :] if ends.size else buffer[start:]
             offsets = np.concatenate(([0], ends)).astype(np.int64)
-        pieces = Pieces(buffer, offsets, self.records + 1)
+        pieces = Pieces(buffer, offsets + start, self.records + 1)
         if self._known and pieces.count:
             inside = positions < offsets[-1]
             members, lost = _valued_members(
