@@ -3,6 +3,8 @@ pandas (which pyarrow would import on its first array) in the processes servicel
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +105,28 @@ def test_workers_see_the_environment_of_the_run_not_of_the_fork_server(
     reasons = [r["reason"] for r in read_rejects(tmp_path / "second", "alb")]
     assert second.rejects == 1 and reasons[0].startswith("a line of "), reasons
     assert "longer than the limit of 2048 (SERVICELOGS_MAX_LINE_BYTES)" in reasons[0]
+
+
+def test_a_pooled_run_loads_its_parsers_duckdb_once_not_in_every_worker(corpus: Path, tmp_path: Path) -> None:
+    """JSON records' parser needs DuckDB (~0.04 CPU-s to import): the fork server loads it, once, for the workers
+    it forks. Counted with `-X importtime` against a run of the line grammar, whose parser does not need it (the
+    run's own process may load it for the catalog in both)."""
+    records = tmp_path / "records"
+    day = "AWSLogs/123456789012/CloudTrail/us-east-1/2023/07/19"
+    for k in range(4):
+        event = {"eventVersion": "1.08", "eventTime": f"2023-07-19T21:0{k}:00Z", "eventID": f"id-{k}"}
+        path = records / day / f"123456789012_CloudTrail_us-east-1_20230719T2120Z_o{k}.json.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(json.dumps({"Records": [event] * 50}).encode()))
+
+    def duckdb_imports(fmt: str, source: Path) -> int:
+        lake = tmp_path / f"lake-{fmt}"
+        command = [sys.executable, "-X", "importtime", "-m", "servicelogs", "convert", fmt, str(source), str(lake)]
+        options = ["--workers", "2", "--batch-objects", "2", "-q"]
+        out = subprocess.run([*command, *options], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        batches = len(list((lake / "_servicelogs" / fmt / "ledger" / "commits").iterdir()))
+        assert batches > 1, "one batch: no pool to test"
+        return sum(line.endswith("| duckdb") for line in out.stderr.splitlines())
+
+    assert duckdb_imports("cloudtrail", records) == duckdb_imports("alb", corpus) + 1
