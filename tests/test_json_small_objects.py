@@ -91,6 +91,8 @@ def odd_objects() -> list[bytes]:
         b'{"NotRecords":[{"a":1}]}',
         '{"Records":[{"eventName":"caf\u00e9"}]}'.encode(),
         b'{"Records":[{"eventName":"\xff\xfe"}]}',  # invalid UTF-8 is the parser's to reject
+        b'{"Records":[{null},{"eventID":null}]}',  # a null with no key before it
+        b'{"Records":[{null}]}',  # and no quote at all
         good,
     ]
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_json_small_objects import PREFIX, compact, converted, event, odd_objects, write
+from test_json_small_objects import KNOWN, PREFIX, alone, compact, converted, described, event, odd_objects, write
 
 from servicelogs.engines import json_split, native
 
@@ -42,6 +42,17 @@ def scanned(text: bytes, starts: np.ndarray | None, compiled: bool) -> tuple[lis
     return positions.tolist(), depth.tolist(), quotes.tolist()
 
 
+def splits(texts: list[bytes], compiled: bool, known: frozenset[str]) -> tuple[list, list]:
+    """Each text split alone (streamed), and all of them split together, as described by test_json_small_objects."""
+    kernels = native.json_kernels
+    native.json_kernels = kernels if compiled else None
+    try:
+        together = json_split.split_whole(texts, ["k"] * len(texts), "Records", known)
+        return [described(alone(t)) for t in texts], [described(w) for w in together]
+    finally:
+        native.json_kernels = kernels
+
+
 def assert_same_scan(texts: list[bytes]) -> None:
     for text in texts:
         assert scanned(text, None, True) == scanned(text, None, False), text[:200]
@@ -49,6 +60,11 @@ def assert_same_scan(texts: list[bytes]) -> None:
     lengths = np.asarray([len(t) for t in texts], dtype=np.int64)
     starts = np.cumsum(lengths + 1) - lengths - 1
     assert scanned(joined, starts, True) == scanned(joined, starts, False)
+    assert splits(texts, True, KNOWN) == splits(texts, False, KNOWN)
+    # With the records key a known key, a null member whose quotes are its object's header's (a record `{null}`)
+    # is told apart only by where the object's quotes begin.
+    known = KNOWN | {"Records"}
+    assert splits(texts, True, known) == splits(texts, False, known)
 
 
 def fixture_texts() -> list[bytes]:
@@ -66,6 +82,8 @@ def test_real_and_odd_objects_scan_the_same() -> None:
     assert len(texts) > 20
     assert_same_scan(texts)
     assert_same_scan(odd_objects())
+    header_quotes_only = [b'{"Records":[{"x":"eventID"}]}', b'{"Records":[{null},{"eventID":null}]}']
+    assert_same_scan([*header_quotes_only, b'{"Records":[{null}]}'])
     positions, depth, quotes = scanned(b'{"a":[1,"x,]\\"",{}]}', None, True)
     assert positions == [0, 5, 7, 15, 16, 17, 18, 19]  # the comma and bracket inside the string are not there
     assert depth == [1, 2, 2, 2, 3, 2, 1, 0]
@@ -77,6 +95,18 @@ def test_real_and_odd_objects_scan_the_same() -> None:
 @given(st.lists(st.lists(st.sampled_from(list(b'{}[],"\\ a\n')), max_size=40).map(bytes), min_size=1, max_size=6))
 def test_random_shaping_bytes_scan_the_same(texts: list[bytes]) -> None:
     assert_same_scan(texts)
+
+
+# Record files cut from pieces that make nulls, known and unknown keys, nesting and strings likely.
+_PIECES = [b'{"Records":[', b"]}", b"{", b"}", b"[", b"]", b",", b":", b"null", b'"eventID"', b'"mystery"']
+_PIECES += [b'"errorCode"', b'"a\\"', b'"x,y"', b"1", b" ", b"\n", b'"']
+
+
+@requires_native
+@settings(max_examples=int(os.environ.get("SERVICELOGS_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=30).map(b"".join), min_size=1, max_size=5))
+def test_random_record_files_split_the_same(texts: list[bytes]) -> None:
+    assert_same_scan([b'{"Records":[' + t + b"]}" for t in texts] + texts)
 
 
 @requires_native

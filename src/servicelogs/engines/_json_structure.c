@@ -1,4 +1,5 @@
-/* The bytes that shape a JSON text, in one pass: the compiled form of engines/json_split.py's numpy scan.
+/* The bytes that shape a JSON text, in one pass, and each record's valued members: the compiled form of
+ * engines/json_split.py's numpy scan and count.
  *
  * `structure(buffer, starts)` gives three int64 arrays, as bytearrays numpy reads without a copy:
  *   - the positions of the structural bytes ({ } [ ] ,) outside strings,
@@ -13,6 +14,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -125,9 +127,78 @@ done:
     return result;
 }
 
+/* Per record, its valued members: json_split._valued_members' rule, in one pass over the shaping bytes.
+ *
+ * Record i is buffer[offsets[i]:offsets[i+1]]; `positions` and `depths` are the structure's bytes within the
+ * records, `quotes` every string edge of the buffer. A record's members are the commas at its own level plus
+ * one, less those whose value is `null` right before their separator (a comma at that level, or the record's
+ * closing brace). Such a member's key lies between the two quotes before its `null`; the record's count is
+ * lost (`lost[i]`) where that key is not in `known`, or where those quotes come before `floors[i]` (the index
+ * of the record's buffer's first quote: they are not the record's). */
+static PyObject *valued_members(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer buffer, offsets, positions, depths, quotes, floors;
+    PyObject *known, *result = NULL, *members_object = NULL, *lost_object = NULL;
+    int record_depth;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*iO!", &buffer, &offsets, &positions, &depths, &quotes, &floors,
+                          &record_depth, &PyTuple_Type, &known))
+        return NULL;
+    const unsigned char *b = buffer.buf;
+    const int64_t *bounds = offsets.buf, *at = positions.buf, *depth = depths.buf, *quote = quotes.buf,
+                  *floor = floors.buf;
+    Py_ssize_t n = offsets.len / 8 - 1, count = positions.len / 8, quote_count = quotes.len / 8;
+    if (n < 0 || depths.len != positions.len || floors.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "valued_members: int64 offsets, positions and depths alike, a floor a record");
+        goto done;
+    }
+    members_object = PyByteArray_FromStringAndSize(NULL, n * 8);
+    lost_object = PyByteArray_FromStringAndSize(NULL, n);
+    if (!members_object || !lost_object) goto done;
+    int64_t *members = (int64_t *)PyByteArray_AS_STRING(members_object);
+    char *lost = PyByteArray_AS_STRING(lost_object);
+    for (Py_ssize_t i = 0; i < n; i++) members[i] = 1, lost[i] = 0;
+    if (n == 0) count = 0;
+    Py_ssize_t record = 0, q = 0; /* the record of the position at hand; the quotes before its `null` */
+    for (Py_ssize_t k = 0; k < count; k++) {
+        int64_t p = at[k];
+        unsigned char c = b[p];
+        int comma = c == ',' && depth[k] == record_depth + 1;
+        if (!comma && !(c == '}' && depth[k] == record_depth)) continue;
+        while (record + 1 < n && bounds[record + 1] <= p) record++;
+        if (comma) members[record]++;
+        if (p < 5 || memcmp(b + p - 4, "null", 4) != 0) continue;
+        members[record]--;
+        while (q < quote_count && quote[q] < p - 4) q++;
+        Py_ssize_t closing = q - 1; /* the quote that closes the member's key */
+        if (closing < 1 || closing < floor[record] + 1) {
+            lost[record] = 1;
+            continue;
+        }
+        const unsigned char *key = b + quote[closing - 1] + 1;
+        Py_ssize_t length = (Py_ssize_t)(quote[closing] - quote[closing - 1] - 1), j = 0;
+        for (; j < PyTuple_GET_SIZE(known); j++) {
+            PyObject *name = PyTuple_GET_ITEM(known, j);
+            if (PyBytes_GET_SIZE(name) == length && memcmp(PyBytes_AS_STRING(name), key, (size_t)length) == 0) break;
+        }
+        if (j == PyTuple_GET_SIZE(known)) lost[record] = 1;
+    }
+    result = PyTuple_Pack(2, members_object, lost_object);
+done:
+    Py_XDECREF(members_object);
+    Py_XDECREF(lost_object);
+    PyBuffer_Release(&buffer);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&positions);
+    PyBuffer_Release(&depths);
+    PyBuffer_Release(&quotes);
+    PyBuffer_Release(&floors);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"structure", structure, METH_VARARGS,
      "structure(buffer, starts) -> (positions, depths, quotes): the JSON text's shaping bytes, as int64 bytearrays"},
+    {"valued_members", valued_members, METH_VARARGS,
+     "valued_members(buffer, offsets, positions, depths, quotes, floors, record_depth, known) -> (members, lost)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_json_structure", NULL, -1, methods, NULL, NULL, NULL, NULL};
