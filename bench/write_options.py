@@ -63,6 +63,20 @@ def _with(**overrides: Any) -> Options:
     return lambda table: {**base(table), **overrides}
 
 
+def _zstd_level(level: int) -> Options:
+    """The writer's options at another zstd level, for the columns it compresses (it writes empty ones plain, and
+    pyarrow refuses a level for those)."""
+
+    def options(table: pa.Table) -> dict[str, Any]:
+        o = base(table)
+        codecs = o["compression"]
+        if isinstance(codecs, dict):
+            return {**o, "compression_level": {path: level for path, codec in codecs.items() if codec == "zstd"}}
+        return {**o, "compression_level": level}
+
+    return options
+
+
 def _plain_numbers(table: pa.Table) -> dict[str, Any]:
     """The writer's options, but its integers and times written plain where it would delta-encode them."""
     options = base(table)
@@ -73,9 +87,9 @@ def _plain_numbers(table: pa.Table) -> dict[str, Any]:
 VARIANTS: dict[str, Options] = {
     "base": base,
     "none": _with(compression="none", compression_level=None),
-    "zstd-3": _with(compression_level=3),
-    "zstd--1": _with(compression_level=-1),
-    "zstd--3": _with(compression_level=-3),
+    "zstd-3": _zstd_level(3),
+    "zstd--1": _zstd_level(-1),
+    "zstd--3": _zstd_level(-3),
     "lz4": _with(compression="lz4", compression_level=None),
     "nostore": _with(store_schema=False),
     "nostats": _with(write_statistics=False),
