@@ -206,6 +206,7 @@ class _ListedFile(io.FileIO):
     def __init__(self, obj: SourceObject) -> None:
         super().__init__(obj.key, "rb")
         self.obj = obj
+        self._ended = False  # read to its end and checked: the readers above ask again (a syscall and a stat each)
         try:
             self._check("between listing and reading")
         except SourceError:
@@ -222,10 +223,17 @@ class _ListedFile(io.FileIO):
             )
 
     def readinto(self, buffer) -> int:
+        if self._ended:
+            return 0
         n = super().readinto(buffer)
-        if n == 0:
+        if n == 0 and len(memoryview(buffer)):
             self._check("while it was read")
+            self._ended = True
         return n
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._ended = False  # read from elsewhere again (the gzip sniff reads ahead, then seeks back)
+        return super().seek(offset, whence)
 
     def readall(self) -> bytes:
         data = super().readall()
@@ -309,6 +317,7 @@ class _Gunzip(io.RawIOBase):
         self._inflater: Any = None
         self._pending = head  # compressed bytes read and not given to an inflater (the next member's)
         self._in_member = False
+        self._raw_ended = False  # the compressed input is all read: asking again costs a read of the source
         self.bytes = len(head)
 
     def readable(self) -> bool:
@@ -347,9 +356,12 @@ class _Gunzip(io.RawIOBase):
     def _fill(self, size: int) -> bool:
         """More compressed bytes after `_pending`, about what inflates to `size` (log text gzips 4-20 fold), so
         a block comes from one call, not pieces joined; False at the end of the input."""
+        if self._raw_ended:
+            return False
         more = self._raw.read(max(self.CHUNK, size >> 2))
         self.bytes += len(more)
         self._pending = self._pending + more if self._pending else more
+        self._raw_ended = not more
         return bool(more)
 
     def close(self) -> None:
