@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 import zlib
 
@@ -137,9 +138,14 @@ def test_a_local_object_is_read_once_to_its_end(tmp_path, monkeypatch: pytest.Mo
         path = tmp_path / (name + ".gz" if gzipped else name)
         path.write_bytes(gzip.compress(text) if gzipped else text)
         obj = next(o for o in sources.LocalSource(tmp_path).list() if o.key == str(path))
-        stats = []
+        stats: list[int] = []
         real_fstat = sources.os.fstat
-        monkeypatch.setattr(sources.os, "fstat", lambda fd: stats.append(fd) or real_fstat(fd))
+
+        def counted(fd: int, stats: list[int] = stats, real_fstat=real_fstat) -> os.stat_result:  # type: ignore[no-untyped-def]
+            stats.append(fd)
+            return real_fstat(fd)
+
+        monkeypatch.setattr(sources.os, "fstat", counted)
         with sources.LocalSource(tmp_path).open(obj) as raw:
             assert read_whole(decompressed(raw, obj.key), obj.key, 1 << 20) == text
         monkeypatch.setattr(sources.os, "fstat", real_fstat)
