@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import struct
 import zlib
 
@@ -134,19 +133,14 @@ def test_a_local_object_is_read_once_to_its_end(tmp_path, monkeypatch: pytest.Mo
     for more at the end: the file is read to its end once and its identity checked once there, not at every
     ask (a read and a stat each: ~5 % of a run of 50 KB objects). Read again after a seek, it is checked again:
     an object of one empty line, whose gzip sniff reaches its end before the seek back, is still that line."""
+    stats: list[int] = []
+    real_fstat = sources.os.fstat
+    monkeypatch.setattr(sources.os, "fstat", lambda fd: stats.append(fd) or real_fstat(fd))
     for name, text, checks in (("a.log", b"line one\nline two\n", 2), ("b.log", b"\n", 2 if gzipped else 3)):
         path = tmp_path / (name + ".gz" if gzipped else name)
         path.write_bytes(gzip.compress(text) if gzipped else text)
         obj = next(o for o in sources.LocalSource(tmp_path).list() if o.key == str(path))
-        stats: list[int] = []
-        real_fstat = sources.os.fstat
-
-        def counted(fd: int, stats: list[int] = stats, real_fstat=real_fstat) -> os.stat_result:  # type: ignore[no-untyped-def]
-            stats.append(fd)
-            return real_fstat(fd)
-
-        monkeypatch.setattr(sources.os, "fstat", counted)
+        stats.clear()
         with sources.LocalSource(tmp_path).open(obj) as raw:
             assert read_whole(decompressed(raw, obj.key), obj.key, 1 << 20) == text
-        monkeypatch.setattr(sources.os, "fstat", real_fstat)
         assert len(stats) == checks, (name, stats)  # when opened, and at its end (after the seek too)
