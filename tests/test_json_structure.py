@@ -17,7 +17,7 @@ import pytest
 from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_json_small_objects import KNOWN, PREFIX, alone, compact, converted, described, event, odd_objects, write
+from json_records_support import KNOWN, PREFIX, alone, compact, converted, described, event, odd_objects, write
 
 from servicelogs.engines import json_split, native
 
