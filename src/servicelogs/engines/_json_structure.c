@@ -5,8 +5,8 @@
  *   - the positions of the structural bytes ({ } [ ] ,) outside strings,
  *   - the depth after each of them (a bracket or brace opening counts 1, closing -1),
  *   - the positions of the quotes that open or close a string: those not after an odd run of backslashes.
- * The rules are json_split's, byte for byte, valid JSON or not (json_split's tests run both scans on the same
- * texts): a byte is inside a string when an odd number of those quotes precede it. `starts`, sorted offsets or
+ * The rules are json_split's, byte for byte, valid JSON or not (tests/test_json_structure.py runs both on the
+ * same texts): a byte is inside a string when an odd number of those quotes precede it. `starts`, sorted offsets or
  * None, are where objects joined in one buffer begin: there the string state and the depth start again, so one
  * object's open string or bracket does not shift the next one's.
  */
@@ -160,6 +160,7 @@ static PyObject *valued_members(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t record = 0, q = 0; /* the record of the position at hand; the quotes before its `null` */
     for (Py_ssize_t k = 0; k < count; k++) {
         int64_t p = at[k];
+        if (p < 0 || p >= buffer.len) goto outside;
         unsigned char c = b[p];
         int comma = c == ',' && depth[k] == record_depth + 1;
         if (!comma && !(c == '}' && depth[k] == record_depth)) continue;
@@ -173,6 +174,7 @@ static PyObject *valued_members(PyObject *Py_UNUSED(self), PyObject *args) {
             lost[record] = 1;
             continue;
         }
+        if (quote[closing - 1] < 0 || quote[closing] >= buffer.len) goto outside;
         const unsigned char *key = b + quote[closing - 1] + 1;
         Py_ssize_t length = (Py_ssize_t)(quote[closing] - quote[closing - 1] - 1), j = 0;
         for (; j < PyTuple_GET_SIZE(known); j++) {
@@ -182,6 +184,9 @@ static PyObject *valued_members(PyObject *Py_UNUSED(self), PyObject *args) {
         if (j == PyTuple_GET_SIZE(known)) lost[record] = 1;
     }
     result = PyTuple_Pack(2, members_object, lost_object);
+    goto done;
+outside:
+    PyErr_SetString(PyExc_ValueError, "valued_members: a position or quote outside the buffer");
 done:
     Py_XDECREF(members_object);
     Py_XDECREF(lost_object);
