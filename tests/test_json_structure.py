@@ -1,9 +1,11 @@
-"""The compiled scan of a JSON text's shaping bytes (engines/_json_structure.c) against json_split's numpy scan.
+"""The compiled scan of a JSON text's shaping bytes and count of each record's valued members
+(engines/_json_structure.c) against json_split's numpy ones.
 
 Both must give the same structural positions, depths and string quotes, byte for byte, valid JSON or not: on the
-real CloudTrail fixtures, on the odd objects of test_json_small_objects, and on random texts of JSON's shaping
+real CloudTrail fixtures, on the odd objects of json_records_support, and on random texts of JSON's shaping
 bytes, each alone and joined as split_whole joins objects (where each object's strings and depth start again).
-Then whole runs through servicelogs.convert give the same rows and rejects with either scan.
+The splits made of them (records, valued members) must be the same, streamed and window by window. Then whole
+runs through servicelogs.convert give the same rows and rejects with either.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def scanned(text: bytes, starts: np.ndarray | None, compiled: bool) -> tuple[lis
 
 
 def splits(texts: list[bytes], compiled: bool, known: frozenset[str]) -> tuple[list, list]:
-    """Each text split alone (streamed), and all of them split together, as described by test_json_small_objects."""
+    """Each text split alone (streamed), and all of them split together, as json_records_support describes them."""
     kernels = native.json_kernels
     native.json_kernels = kernels if compiled else None
     try:
