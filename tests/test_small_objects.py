@@ -229,7 +229,7 @@ def test_both_header_searches_mark_the_same_lines(fmt_name: str) -> None:
     n_lines = text.count(b"\n") + 1
     judged = [(i, mark) for i, line in enumerate(text.split(b"\n")) if (mark := parser._judge(line)) is not False]
     each_line = parser._marked_lines_of(text, header_parse._line_starts(text, n_lines))
-    across = parser._marked_lines(text, n_lines)
+    across = parser._marked_lines(text)
     assert each_line == across == judged and len(judged) >= 3
 
 

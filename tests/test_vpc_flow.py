@@ -473,13 +473,22 @@ def test_every_line_of_every_sample_is_accounted_for(convert, path: Path):
     assert {r["reason"] for r in out.rejects} == reasons
 
 
-def test_the_header_holds_across_blocks(convert, monkeypatch):
-    from servicelogs.engines import arrow_parse
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_the_header_holds_across_blocks(convert, monkeypatch, ending):
+    """Tiny blocks, each holding a line or two: the header's order carries over from block to block, and each
+    block's lines are counted by its tokenizer as it reads them, the last one with or without its newline."""
+    from servicelogs.engines import arrow_parse, header_parse
     from servicelogs.sources import line_blocks
 
-    # Tiny blocks: each holds a line or two, so the header's order must carry over from block to block.
+    monkeypatch.setattr(arrow_parse, "SMALL_OBJECT_BYTES", 0)  # streamed in blocks, not read whole
     monkeypatch.setattr(arrow_parse, "line_blocks", lambda stream, key: line_blocks(stream, key, block_size=100))
-    out = convert("vpc_flow", {KEY: fixture(DOC + "custom-v3-tcp-flags.log")})
+    blocks = []
+    original = header_parse.HeaderDelimitedParser.parse_block
+    monkeypatch.setattr(
+        header_parse.HeaderDelimitedParser, "parse_block", lambda self, b, n: blocks.append(b) or original(self, b, n)
+    )
+    out = convert("vpc_flow", {KEY: fixture(DOC + "custom-v3-tcp-flags.log").rstrip(b"\n") + ending})
+    assert len(blocks) >= 5 and blocks[-1].endswith(b"\n") == bool(ending)
     s = out.summary
     assert (s.lines, s.rows, s.rejects, s.header_lines) == (9, 7, 1, 1)
     assert [r["line_number"] for r in out.rows] == [2, 3, 4, 5, 6, 7, 8]

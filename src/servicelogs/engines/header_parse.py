@@ -61,7 +61,7 @@ class HeaderDelimitedParser(LineBlockParser):
         starts = np.concatenate([np.zeros(1, np.int64), newlines + 1])  # each line's start, and the end
         counts = np.diff(np.searchsorted(newlines, np.cumsum([len(t) for t in ends])), prepend=0).tolist()
         sparse = n_lines > SPARSE_HEADERS * len(texts)
-        marks = self._marked_lines(text, n_lines) if sparse else self._marked_lines_of(text, starts)
+        marks = self._marked_lines(text) if sparse else self._marked_lines_of(text, starts)
         runs: dict[tuple[str, ...] | None, list[Run]] = {}
 
         def add_run(names: tuple[str, ...] | None, obj: int, first_line: int, start: int, end: int) -> None:
@@ -115,12 +115,12 @@ class HeaderDelimitedParser(LineBlockParser):
         return layout
 
     def parse_block(self, block: bytes, first_line: int) -> Parsed:
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        marks = self._marked_lines(block, n_lines)
+        marks = self._marked_lines(block)
         out = _Collector(self.fmt)
-        if not marks:  # most blocks: one run, and no need to know where each line starts
-            self._parse_run(block, first_line, out, n_lines)
+        if not marks:  # most blocks: one run, whose lines its tokenizer counts as it reads them
+            n_lines = self._parse_run(block, first_line, out)
         else:
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             starts = _line_starts(block, n_lines)
             run_start = 0
             for idx, names in marks:
@@ -138,7 +138,7 @@ class HeaderDelimitedParser(LineBlockParser):
             parsed.headers = {0: _first_header(marks, 0)}
         return parsed
 
-    def _marked_lines(self, block: bytes, n_lines: int) -> list[tuple[int, tuple[str, ...] | None]]:
+    def _marked_lines(self, block: bytes) -> list[tuple[int, tuple[str, ...] | None]]:
         """(line offset, header names or None for a comment) of the block's header and comment lines.
 
         RE2 (an Arrow kernel) finds candidate lines across the whole block, so a block of data lines costs
@@ -199,14 +199,18 @@ class HeaderDelimitedParser(LineBlockParser):
         mark = judge_line(self.grammar, raw)
         return self._headers.setdefault(mark, mark) if mark else mark
 
-    def _parse_run(self, segment: bytes, first_line: int, out: _Collector, n_lines: int | None = None) -> None:
-        """Parse whole lines that share the header in force; `first_line` is the number of the first."""
+    def _parse_run(self, segment: bytes, first_line: int, out: _Collector) -> int:
+        """Parse whole lines that share the header in force; `first_line` is the number of the first. Returns
+        how many lines the segment holds."""
         layout = self._layout(self._current)
         if layout.reject_reason:
+            before = len(out.reject_lines)
             out.reject_all(segment, first_line, layout.reject_reason)
-            return
+            return len(out.reject_lines) - before
         assert layout.parser is not None
-        out.add(layout.parser.parse_block(segment, first_line, n_lines), layout.generation)
+        parsed = layout.parser.parse_block(segment, first_line)
+        out.add(parsed, layout.generation)
+        return parsed.lines
 
 
 class _Layout:
