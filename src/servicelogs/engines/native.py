@@ -1,5 +1,5 @@
 """The compiled kernels, or None: `kernels`, of `_delimited.c` (the line grammars' bulk tokenizer, a string split);
-`json_kernels`, of `_json_structure.c` (the scan of a JSON text's shaping bytes).
+`json_kernels`, of `_json_structure.c` (the scan of a JSON text's shaping bytes, each record's valued members).
 
 Compiled at install where a C compiler is found (setup.py; optional). Without them the same rows come from
 Arrow's CSV reader and compute kernels, and from numpy, at about half the speed. Callers read `native.kernels`
