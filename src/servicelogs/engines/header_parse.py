@@ -58,7 +58,7 @@ class HeaderDelimitedParser(LineBlockParser):
         text = b"".join(ends)
         newlines = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)  # one pass finds lines and objects
         n_lines = len(newlines)  # every text ends with its newline
-        starts = np.concatenate([np.zeros(1, np.int64), newlines + 1])  # each line's start, and the end
+        starts = _starts_after(newlines, n_lines, len(text))
         counts = np.diff(np.searchsorted(newlines, np.cumsum([len(t) for t in ends])), prepend=0).tolist()
         sparse = n_lines > SPARSE_HEADERS * len(texts)
         marks = self._marked_lines(text) if sparse else self._marked_lines_of(text, starts)
@@ -454,11 +454,15 @@ def _first_header(marks: list[tuple[int, tuple[str, ...] | None]], first: int) -
 
 def _line_starts(block: bytes, n_lines: int) -> np.ndarray:
     """Byte offset of each line's start, plus the block's end (so line i is block[s[i]:s[i+1]])."""
-    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    return _starts_after(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10), n_lines, len(block))
+
+
+def _starts_after(newlines: np.ndarray, n_lines: int, end: int) -> np.ndarray:
+    """`_line_starts` of a block of `end` bytes whose newlines are at `newlines`."""
     starts = np.empty(n_lines + 1, dtype=np.int64)
     starts[0] = 0
     starts[1:n_lines] = newlines[: n_lines - 1] + 1
-    starts[n_lines] = len(block)
+    starts[n_lines] = end
     return starts
 
 

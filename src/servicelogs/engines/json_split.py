@@ -246,7 +246,7 @@ def _valued_members(
     members -= np.bincount(record_of, minlength=n)
     closing = np.searchsorted(quotes, ends - 4) - 1  # the quote that closes the member's key
     floor = first_quote if isinstance(first_quote, int) else first_quote[record_of]
-    missing = closing < np.maximum(floor + 1, 1)
+    missing = closing < floor + 1  # floors are 0 or more: a key needs two quotes, from its floor on
     if len(quotes) < 2:  # `{null}`: no key at all
         lost[record_of] = True
         return members, lost
@@ -310,20 +310,17 @@ def _split_window(texts: list[bytes], keys: list[str], records_key: str, known_k
     positions, depth, quotes = _structure(b, starts)
     chars = b[positions]
 
-    def object_of(at: np.ndarray) -> np.ndarray:
-        return np.searchsorted(starts, at, side="right") - 1
-
     def within(at: np.ndarray, of: np.ndarray, end: np.ndarray) -> np.ndarray:
         return (at >= heads[of]) & (at < end[of])
 
     closes = positions[depth == 1]
-    of = object_of(closes)
+    of = _object_of(starts, closes)
     closes, of = closes[within(closes, of, ends)], of[within(closes, of, ends)]
     closed, first = np.unique(of, return_index=True)
     close_at = np.full(len(texts), -1, dtype=np.int64)
     close_at[closed] = closes[first]
     separators = positions[(depth == 2) & (chars == _COMMA)]
-    of = object_of(separators)
+    of = _object_of(starts, separators)
     keep = within(separators, of, close_at)
     records = np.bincount(of[keep], minlength=len(texts)) + 1
     usual = close_at >= 0
@@ -340,7 +337,7 @@ def _split_window(texts: list[bytes], keys: list[str], records_key: str, known_k
     if known and usual.any():
         member = ((chars == _COMMA) & (depth == 3)) | ((chars == ord("}")) & (depth == 2))
         at, at_depth, at_chars = positions[member], depth[member], chars[member]
-        of = object_of(at)
+        of = _object_of(starts, at)
         keep = usual[of] & within(at, of, close_at)
         floor = np.zeros(len(bounds) - 1, dtype=np.int64)
         floor[firsts] = np.searchsorted(quotes, heads[usual])  # gaps hold no member: their floor is never read
@@ -420,24 +417,23 @@ def _structure(b: np.ndarray, starts: np.ndarray | None = None) -> tuple[np.ndar
         arrays = native.json_kernels.structure(b, starts)
         return tuple(np.frombuffer(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
     positions, quotes = _candidates(b)
-
-    def object_of(at: np.ndarray) -> np.ndarray:
-        assert starts is not None
-        return np.searchsorted(starts, at, side="right") - 1
-
     # Quotes and depth are counted over the whole buffer, and set back to each object's own where an object
     # before it leaves a string or a bracket open (only then: a usual object leaves neither).
     parity = np.searchsorted(quotes, positions, side="right")
-    first_quote = np.searchsorted(quotes, starts) if starts is not None else np.zeros(1, np.int64)
-    if (first_quote & 1).any():
-        parity -= first_quote[object_of(positions)]
+    if starts is not None and ((first_quote := np.searchsorted(quotes, starts)) & 1).any():
+        parity -= first_quote[_object_of(starts, positions)]
     positions = positions[(parity & 1) == 0]
     depth = np.cumsum(_DELTA[b[positions]])
     if starts is not None:
         base = np.concatenate(([0], depth))[np.searchsorted(positions, starts)]
         if base.any():
-            depth -= base[object_of(positions)]
+            depth -= base[_object_of(starts, positions)]
     return positions, depth, quotes
+
+
+def _object_of(starts: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The index of the object (of those beginning at `starts`) that each position in `at` falls in."""
+    return np.searchsorted(starts, at, side="right") - 1
 
 
 def _candidates(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
