@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_fuzz import Seed, objects, seeds
 
 from servicelogs import formats
@@ -250,3 +251,28 @@ def test_split_once_as_arrow_splits(reverse: bool) -> None:
     head.validate(full=True)
     tail.validate(full=True)
     assert (head.to_pylist(), tail.to_pylist()) == (expected_head, expected_tail)
+
+
+@requires_native
+@settings(max_examples=max(EXAMPLES, 50), deadline=None)
+@given(texts=st.lists(st.binary(max_size=80) | st.sampled_from([b"\n" * 17, b"a\n" * 20, b"\r\n\n"]), max_size=8))
+def test_line_counts_count_as_bytes_count(texts: list[bytes]) -> None:
+    """The line counts of grouped objects (16 bytes at a time) are bytes.count's, for texts of any length and any
+    alignment (a slice of a larger buffer), with a newline anywhere in them."""
+    assert compiled.kernels.line_counts(texts) == [t.count(b"\n") for t in texts]
+    buffer = b"x\n" + b"".join(texts)
+    views = [memoryview(buffer)[at:] for at in range(min(3, len(buffer)))]
+    assert compiled.kernels.line_counts(views) == [bytes(v).count(b"\n") for v in views]
+
+
+@requires_native
+def test_grouped_objects_count_their_lines_without_the_compiled_kernels_too() -> None:
+    """`arrow_parse.line_counts`, which maps grouped rows back to their objects, gives the same counts with the
+    compiled kernels and without them."""
+    texts = [b"", b"a", b"a\nb\n", b"\n" * 40 + b"tail"]
+    saved, compiled.kernels = compiled.kernels, None
+    try:
+        fallback = arrow_parse.line_counts(texts)
+    finally:
+        compiled.kernels = saved
+    assert arrow_parse.line_counts(texts) == fallback == [0, 0, 2, 40]

@@ -474,6 +474,43 @@ done:
     return result;
 }
 
+/* The newlines of each text, as a list of counts: the line counts of whole objects parsed together, which map each
+ * row back to its object. bytes.count looks at a byte at a time (a third of the tokenizer's own time on 500 KB
+ * objects); this compares 16 at a time. */
+static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *texts) {
+    PyObject *seq = PySequence_Fast(texts, "line_counts: a sequence of bytes");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; result && i < n; i++) {
+        Py_buffer buffer;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &buffer, PyBUF_SIMPLE) < 0) {
+            Py_CLEAR(result);
+            break;
+        }
+        const unsigned char *data = buffer.buf;
+        size_t length = (size_t)buffer.len, at = 0;
+        Py_ssize_t count = 0;
+#if defined(__SSE2__)
+        const __m128i newline = _mm_set1_epi8('\n');
+        for (; at + 16 <= length; at += 16) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(data + at));
+            count += __builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
+        }
+#endif
+        for (; at < length; at++) count += data[at] == '\n';
+        PyBuffer_Release(&buffer);
+        PyObject *value = PyLong_FromSsize_t(count);
+        if (!value) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, value);
+    }
+    Py_DECREF(seq);
+    return result;
+}
+
 /* The string array's values cut at their first (or last) `separator`: (head, tail) as the buffers of two string
  * arrays; a value without the separator is all head and a null tail; a null value, two nulls. */
 static PyObject *split_once(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -547,6 +584,7 @@ done:
 static PyMethodDef methods[] = {
     {"tokenize", tokenize, METH_VARARGS,
      "tokenize(block, delimiter, quote, width, null, kinds) -> (chunks, others, slow), or None if a typed value is refused"},
+    {"line_counts", line_counts, METH_O, "line_counts(texts) -> [the newlines in each text]"},
     {"split_once", split_once, METH_VARARGS,
      "split_once(validity, offsets, data, length, offset, separator, reverse) -> (head, tail) buffers"},
     {NULL, NULL, 0, NULL},

@@ -61,7 +61,7 @@ class HeaderDelimitedParser(LineBlockParser):
         starts = _starts_after(newlines, n_lines, len(text))
         counts = np.diff(np.searchsorted(newlines, np.cumsum([len(t) for t in ends])), prepend=0).tolist()
         sparse = n_lines > SPARSE_HEADERS * len(texts)
-        marks = self._marked_lines(text) if sparse else self._marked_lines_of(text, starts)
+        marks = self._marked_lines(text, newlines) if sparse else self._marked_lines_of(text, starts)
         runs: dict[tuple[str, ...] | None, list[Run]] = {}
 
         def add_run(names: tuple[str, ...] | None, obj: int, first_line: int, start: int, end: int) -> None:
@@ -138,8 +138,12 @@ class HeaderDelimitedParser(LineBlockParser):
             parsed.headers = {0: _first_header(marks, 0)}
         return parsed
 
-    def _marked_lines(self, block: bytes) -> list[tuple[int, tuple[str, ...] | None]]:
-        """(line offset, header names or None for a comment) of the block's header and comment lines.
+    def _marked_lines(
+        self, block: bytes, newlines: np.ndarray | None = None
+    ) -> list[tuple[int, tuple[str, ...] | None]]:
+        """(line offset, header names or None for a comment) of the block's header and comment lines; `newlines`:
+        where the block's newlines are, if the caller found them (else the lines before each candidate are
+        counted).
 
         RE2 (an Arrow kernel) finds candidate lines across the whole block, so a block of data lines costs
         one scan; Python `re` then judges each candidate. The search looks for the newline before a candidate
@@ -147,6 +151,8 @@ class HeaderDelimitedParser(LineBlockParser):
         first line is judged on its own. The patterns run in both engines: declarations keep to their common
         subset."""
         text = block.replace(b"\r\n", b"\n") if b"\r" in block else block
+        if text is not block:
+            newlines = None  # offsets into the block, not into its text without CRs
         patterns = [self.grammar.header] + ([self.grammar.comment] if self.grammar.comment else [])
         after_newline = "(?m)\n(?:" + "|".join(f"(?:{p})" for p in patterns) + ")"
         marks: list[tuple[int, tuple[str, ...] | None]] = []
@@ -160,8 +166,11 @@ class HeaderDelimitedParser(LineBlockParser):
                 start = found + 1
             end = text.find(b"\n", start)
             end = len(text) if end < 0 else end
-            line_idx += text.count(b"\n", counted_to, start)
-            counted_to = start
+            if newlines is None:
+                line_idx += text.count(b"\n", counted_to, start)
+                counted_to = start
+            else:
+                line_idx = int(np.searchsorted(newlines, start))
             mark = self._judge(text[start:end])
             if mark is not False:
                 marks.append((line_idx, mark))
