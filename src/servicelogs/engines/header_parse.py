@@ -27,12 +27,14 @@ from servicelogs.engines.arrow_parse import DelimitedParser, LineBlockParser, Pa
 from servicelogs.render.arrow import arrow_type
 from servicelogs.spec import Delimited, Generation, HeaderDelimited, Join, LogFormat, Token
 
-SPARSE_HEADERS = 256
-"""Objects of more lines than this on average have their header lines searched for (`_marked_lines`: a kernel
-call each, ~75 us) rather than matched on every line (`_marked_lines_of`: ~0.75 us a line), which pays where
-header lines are dense. Measured on 8 MB of objects with two header lines each: of 1,080 lines 6.4 against 13.9
-ms, of 115 lines 26.9 against 17.0; with one header line each: of 3,400 lines 5.2 against 15.2, of 330 lines 14.9
-against 16.6."""
+SPARSE_HEADERS = 1500
+"""Objects of more lines than this on average have their header lines searched for (`_marked_lines`: ~50 us a
+header line, half of it the kernel call that finds it) rather than matched on every line (`_marked_lines_of`:
+~0.05 us a line, one kernel call), which pays where header lines are dense. `python bench/header_search.py`, on
+~8 MB of objects each with its header lines (search against match, ms): flow logs of 328 lines 8.9 / 3.1, of
+1,103 lines 2.7 / 2.2, of 3,410 lines 1.8 / 2.6; CloudFront (two header lines an object) of 235 lines 6.1 / 1.5,
+of 1,078 lines 2.0 / 1.2. Objects larger than arrow_parse.SMALL_OBJECT_BYTES go block by block, a search a
+block."""
 
 
 class HeaderDelimitedParser(LineBlockParser):
