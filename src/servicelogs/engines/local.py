@@ -27,8 +27,9 @@ from servicelogs.summary import ObjectProblem, RunSummary
 # its own, once, and forks the workers from it (a spawned worker would import them anew: ~1 CPU-second more for
 # two, ~0.1 of it servicelogs'). Modules that read the environment as they load read it again in each worker,
 # once the run's environment is installed (engines.worker).
+# numpy.ma too: pyarrow asks it whether an array it is given is a masked one (~8 ms a worker, at its first block).
 _PRELOADED = [
-    "numpy", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip",
+    "numpy", "numpy.ma", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.parquet", "isal.igzip",
     "servicelogs.engines.batch",
 ]  # fmt: skip
 # And what a grammar's parser loads on its first block: DuckDB for JSON records (~0.04 CPU-s a worker).
