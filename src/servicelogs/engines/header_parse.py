@@ -31,9 +31,9 @@ SPARSE_HEADERS = 1500
 """Objects of more lines than this on average have their header lines searched for (`_marked_lines`: ~50 us a
 header line, half of it the kernel call that finds it) rather than matched on every line (`_marked_lines_of`:
 ~0.05 us a line, one kernel call), which pays where header lines are dense. `python bench/header_search.py`, on
-~8 MB of objects each with its header lines (search against match, ms): flow logs of 328 lines 8.9 / 3.1, of
-1,103 lines 2.7 / 2.2, of 3,410 lines 1.8 / 2.6; CloudFront (two header lines an object) of 235 lines 6.1 / 1.5,
-of 1,078 lines 2.0 / 1.2. Objects larger than arrow_parse.SMALL_OBJECT_BYTES go block by block, a search a
+~8 MB of objects each with its header lines (search against match, ms): with one header line each, of 325 lines
+8.6 / 3.1, of 1,103 lines 2.7 / 2.1, of 3,410 lines 1.7 / 2.5; with two each, of 235 lines 6.1 / 1.6, of 1,078
+lines 1.9 / 1.1. Objects larger than arrow_parse.SMALL_OBJECT_BYTES go block by block, a search a
 block."""
 
 
