@@ -2,9 +2,10 @@
 
     python bench/header_search.py [--mb 8] [--rounds 15]
 
-Cuts the objects of small_objects.py's 500 KB corpora (generate them there first) into objects of 5 to 500 KB,
-each with its object's header lines, joins ~`--mb` MB of them as a group is joined, and prints the best time of
-each way of finding the header lines, by lines per object: where they cross is `header_parse.SPARSE_HEADERS`.
+Cuts the objects of small_objects.py's corpora of 120 objects of 500 KB (made there if missing) into objects of 5
+to 500 KB, each with its object's header lines, joins ~`--mb` MB of them as a group is joined, and prints the best
+time of each way of finding the header lines, by lines per object: where they cross is
+`header_parse.SPARSE_HEADERS`.
 For reading, not for asserting.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,10 +46,13 @@ def main() -> None:
     from servicelogs.sources import LocalSource, decompressed
     from servicelogs.spec import HeaderDelimited
 
+    sys.path.insert(0, str(HERE))
+    from small_objects import small_corpus
+
     for name in formats.names():
         if not isinstance(formats.get(name).grammar, HeaderDelimited):
             continue
-        source = LocalSource(str(HERE / "out" / f"{name}-small-120x500kb" / "source"))
+        source = LocalSource(str(small_corpus(name, 120, 500) / "source"))
         whole = []
         for obj in list(source.list())[:16]:
             with decompressed(source.open(obj), obj.key) as stream:
