@@ -107,7 +107,7 @@ def test_workers_see_the_environment_of_the_run_not_of_the_fork_server(
     assert "longer than the limit of 2048 (SERVICELOGS_MAX_LINE_BYTES)" in reasons[0]
 
 
-def test_a_pooled_run_loads_its_parsers_duckdb_once_not_in_every_worker(corpus: Path, tmp_path: Path) -> None:
+def test_a_pooled_run_loads_duckdb_and_numpy_ma_once_not_in_every_worker(corpus: Path, tmp_path: Path) -> None:
     """JSON records' parser needs DuckDB (~0.04 CPU-s to import): the fork server loads it, once, for the workers
     it forks. Counted with `-X importtime` against a run of the line grammar, whose parser does not need it (the
     run's own process may load it for the catalog in both). numpy.ma, which pyarrow asks about the arrays it is
