@@ -385,6 +385,14 @@ static int scan(const unsigned char *data, size_t start, size_t end, size_t n, u
     return 0;
 }
 
+/* The newlines in data[0:length]: memchr from one to the next (glibc's reads 32-64 bytes at a time; measured on 8 MB
+ * of log lines, 0.05-0.07 ms/MB against 0.13-0.15 for a 16-byte SSE2 compare and popcount). */
+static size_t count_newlines(const unsigned char *data, size_t length) {
+    size_t count = 0;
+    for (const unsigned char *p = data; (p = memchr(p, '\n', length - (size_t)(p - data))) != NULL; p++) count++;
+    return count;
+}
+
 /* Lines are scanned and their columns built a chunk of about this much text at a time: the chunk, and its spans,
  * stay in cache while its columns are built one after the other. */
 #define CHUNK_BYTES (1 << 20)
@@ -423,10 +431,7 @@ static PyObject *tokenize(PyObject *Py_UNUSED(self), PyObject *args) {
         size_t end = start + CHUNK_BYTES < n ? start + CHUNK_BYTES : n;
         const unsigned char *newline = end < n ? memchr(data + end, '\n', n - end) : NULL;
         end = end < n ? (newline ? (size_t)(newline - data) + 1 : n) : n;
-        size_t lines = 0;
-        for (const unsigned char *p = data + start; (p = memchr(p, '\n', end - (size_t)(p - data))) != NULL; p++)
-            lines++;
-        lines += data[end - 1] != '\n';
+        size_t lines = count_newlines(data + start, end - start) + (data[end - 1] != '\n');
         out.stride = lines;
         out.rows = 0;
         out.spans = malloc(sizeof(Span) * (lines * (size_t)width + 1));
@@ -476,7 +481,7 @@ done:
 
 /* The newlines of each text, as a list of counts: the line counts of whole objects parsed together, which map each
  * row back to its object. bytes.count looks at a byte at a time (a third of the tokenizer's own time on 500 KB
- * objects); this compares 16 at a time. */
+ * objects). */
 static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *texts) {
     PyObject *seq = PySequence_Fast(texts, "line_counts: a sequence of bytes");
     if (!seq) return NULL;
@@ -488,19 +493,9 @@ static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *texts) {
             Py_CLEAR(result);
             break;
         }
-        const unsigned char *data = buffer.buf;
-        size_t length = (size_t)buffer.len, at = 0;
-        Py_ssize_t count = 0;
-#if defined(__SSE2__)
-        const __m128i newline = _mm_set1_epi8('\n');
-        for (; at + 16 <= length; at += 16) {
-            __m128i bytes = _mm_loadu_si128((const __m128i *)(data + at));
-            count += __builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)));
-        }
-#endif
-        for (; at < length; at++) count += data[at] == '\n';
+        size_t count = count_newlines(buffer.buf, (size_t)buffer.len);
         PyBuffer_Release(&buffer);
-        PyObject *value = PyLong_FromSsize_t(count);
+        PyObject *value = PyLong_FromSize_t(count);
         if (!value) {
             Py_CLEAR(result);
             break;
