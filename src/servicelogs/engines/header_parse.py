@@ -122,8 +122,9 @@ class HeaderDelimitedParser(LineBlockParser):
         if not marks:  # most blocks: one run, whose lines its tokenizer counts as it reads them
             n_lines = self._parse_run(block, first_line, out)
         else:
-            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            starts = _line_starts(block, n_lines)
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)  # one pass: the count and starts
+            n_lines = len(newlines) + (0 if block.endswith(b"\n") else 1)
+            starts = _starts_after(newlines, n_lines, len(block))
             run_start = 0
             for idx, names in marks:
                 if idx > run_start:
