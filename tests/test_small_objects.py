@@ -238,6 +238,28 @@ def test_both_header_searches_mark_the_same_lines(fmt_name: str) -> None:
     assert parser._marked_lines(with_cr, crs) == parser._marked_lines(with_cr)
 
 
+@pytest.mark.parametrize(
+    "fmt_name",
+    [n for n in servicelogs.formats.names() if isinstance(servicelogs.formats.get(n).grammar, HeaderDelimited)],
+)
+def test_a_parser_judges_each_distinct_line_once_within_a_bound(fmt_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every object repeats its header lines: a parser keeps what it judged (the same answers as judging anew,
+    the same tuple for the same header), for at most JUDGED_LINES lines of at most JUDGED_LINE_BYTES each."""
+    monkeypatch.setattr(header_parse, "JUDGED_LINES", 50)
+    grammar = servicelogs.formats.get(fmt_name).grammar
+    assert isinstance(grammar, HeaderDelimited)
+    parser = header_parse.HeaderDelimitedParser(servicelogs.formats.get(fmt_name))
+    lines = [line for text in _fixture_texts(fmt_name).values() for line in text.splitlines() if line]
+    header = next(line for line in lines if header_parse.judge_line(grammar, line))
+    long_header = header + b" " + b"x" * header_parse.JUDGED_LINE_BYTES  # judged as ever, not kept
+    many = [header, long_header, *lines[:40], *(b"%d %s" % (i, header) for i in range(80)), header, long_header]
+    first = [parser._judge(line) for line in many]
+    again = [parser._judge(line) for line in many]
+    assert first == again == [header_parse.judge_line(grammar, line) for line in many]
+    assert parser._judge(header) is first[0] and first[0]  # the header's one tuple, from the memo
+    assert len(parser._judged) == 50 and long_header not in parser._judged
+
+
 def _key_free(fmt_name: str) -> dict:
     """The columns that come from the object's key (the cut objects have keys of their own): left out."""
     fmt = servicelogs.formats.get(fmt_name)

@@ -35,6 +35,7 @@ header line, half of it the kernel call that finds it) rather than matched on ev
 8.6 / 3.1, of 1,103 lines 2.7 / 2.1, of 3,410 lines 1.7 / 2.5; with two each, of 235 lines 6.1 / 1.6, of 1,078
 lines 1.9 / 1.1. Objects larger than arrow_parse.SMALL_OBJECT_BYTES go block by block, a search a
 block."""
+JUDGED_LINES, JUDGED_LINE_BYTES = 1024, 4096  # a parser's memo of judged lines: at most ~4 MB of them
 
 
 class HeaderDelimitedParser(LineBlockParser):
@@ -51,6 +52,8 @@ class HeaderDelimitedParser(LineBlockParser):
         # One tuple per distinct header: every object's is kept to the end of the run (Parsed.headers), and a
         # tuple of ~30 names of its own would be ~1.5 KB an object.
         self._headers: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Every object of a flow log or distribution repeats its header lines: each distinct one judged once.
+        self._judged: dict[bytes, tuple[str, ...] | Literal[False] | None] = {}
 
     def parse_group(self, texts: list[bytes]) -> Parsed:
         """Whole objects: one scan for the header lines of all, then the runs of data lines under one header
@@ -207,9 +210,14 @@ class HeaderDelimitedParser(LineBlockParser):
 
     def _judge(self, raw: bytes) -> tuple[str, ...] | Literal[False] | None:
         """A candidate line's header names (one tuple per distinct header), None for a comment, False for a
-        data line: `judge_line`."""
+        data line: `judge_line`, once per distinct line (~4 µs each, a dict lookup after), within a bound."""
+        if raw in self._judged:
+            return self._judged[raw]
         mark = judge_line(self.grammar, raw)
-        return self._headers.setdefault(mark, mark) if mark else mark
+        mark = self._headers.setdefault(mark, mark) if mark else mark
+        if len(raw) <= JUDGED_LINE_BYTES and len(self._judged) < JUDGED_LINES:
+            self._judged[raw] = mark
+        return mark
 
     def _parse_run(self, segment: bytes, first_line: int, out: _Collector) -> int:
         """Parse whole lines that share the header in force; `first_line` is the number of the first. Returns
