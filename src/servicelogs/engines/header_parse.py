@@ -35,6 +35,7 @@ header line, half of it the kernel call that finds it) rather than matched on ev
 8.6 / 3.1, of 1,103 lines 2.7 / 2.1, of 3,410 lines 1.7 / 2.5; with two each, of 235 lines 6.1 / 1.6, of 1,078
 lines 1.9 / 1.1. Objects larger than arrow_parse.SMALL_OBJECT_BYTES go block by block, a search a
 block."""
+
 JUDGED_LINES, JUDGED_LINE_BYTES = 1024, 4096  # a parser's memo of judged lines: at most ~4 MB of them
 
 
