@@ -9,8 +9,9 @@ differ only by the latency). The objects are S3 server access logs made by bench
 its own `servicelogs convert` process writing to a fresh local folder (`--target s3`: a fresh prefix of an S3
 bucket behind the same proxy); the local-disk figure converts the same files from their folder. Wall time
 covers the whole command (listing, reading, ledger, staging, commit); MB are of log text; CPU is the
-command's (user + system, its workers included), then the server side's (moto and the proxy) during it. `--mode read`
-times only listing and reading every object (the batch's read-ahead, no parsing), in its own process.
+command's (user + system, its workers included), then the server side's during it: moto's, then this process's
+(the proxy's threads and the RSS sampler). `--mode read` times only listing and reading every object (the
+batch's read-ahead, no parsing), in its own process.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ for obj, open_raw in opened:
 """
 
 
-def server_cpu(moto_pid: int) -> float:
-    """CPU seconds so far of the moto server and of this process (the latency proxy's threads)."""
+def server_cpu(moto_pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the moto server, and of this process (the latency proxy's threads, and the RSS
+    sampler of `measure`: ~0.04 CPU-s a second)."""
     with open(f"/proc/{moto_pid}/stat") as f:
         utime, stime = f.read().rsplit(")", 1)[1].split()[11:13]
-    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK") + time.process_time()
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK"), time.process_time()
 
 
 def main() -> None:
@@ -150,13 +152,15 @@ def main() -> None:
                         proxy.delay = delay / 1000
                         target = f"s3://lake/{out.name}" if args.target == "s3" else str(out)
                         cmd = [*exe, f"s3://{name}", target, "--endpoint-url", endpoint, *common]
-                    server_before = server_cpu(moto.pid)
+                    moto_before, proxy_before = server_cpu(moto.pid)
                     m = measure(cmd)
-                    server = server_cpu(moto.pid) - server_before
+                    moto_after, proxy_after = server_cpu(moto.pid)
+                    moto_cpu, proxy_cpu = moto_after - moto_before, proxy_after - proxy_before
                     shutil.rmtree(out, ignore_errors=True)
                     print(
                         f"  {label:12} {m.wall:7.2f} s  {objects / m.wall:8.1f} objects/s  "
-                        f"{text_mb / m.wall:7.1f} MB/s  CPU {m.cpu:6.2f} s (+ moto and proxy {server:5.2f} s)  "
+                        f"{text_mb / m.wall:7.1f} MB/s  CPU {m.cpu:6.2f} s (+ moto and proxy "
+                        f"{moto_cpu + proxy_cpu:5.2f} s: {moto_cpu:.2f} + {proxy_cpu:.2f})  "
                         f"tree RSS {m.tree_rss_mb:4.0f} MB",
                         flush=True,
                     )

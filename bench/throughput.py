@@ -242,11 +242,11 @@ def _reap_orphans(ours: set[int]) -> list[int]:
 
 def _children() -> set[int]:
     pid = os.getpid()
-    return {
-        int(c)
-        for t in os.listdir(f"/proc/{pid}/task")
-        for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()
-    }
+    found: set[int] = set()
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended since the listing (the proxy's)
+            found.update(int(c) for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split())
+    return found
 
 
 def _tree_rss(pid: int) -> int:
