@@ -25,29 +25,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from throughput import _adopt_orphans, _children, _reap_orphans  # noqa: E402
+from throughput import _adopt_orphans, _children, _reap_orphans, proc_table, tree_of  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 PARTS = ("run", "fork server", "worker", "resource tracker", "other")
 
 
-def _proc_table() -> dict[int, tuple[int, float, int, str]]:
-    """Every process: (parent, user + system CPU seconds, RSS KiB, command line)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / TICK
-        table[int(entry)] = (int(fields[1]), cpu, int(fields[21]) * PAGE_KB, cmdline)
-    return table
+def _cmdline(pid: int) -> str:
+    """The process's command line ("" once it exits, or if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _part(pid: int, run: int, parents: dict[int, int], cmdlines: dict[int, str]) -> str:
@@ -86,16 +75,11 @@ def one_run(
 
     def sample() -> None:
         while not stop.is_set():
-            table = _proc_table()
-            tree, todo = set(), [proc.pid]
-            while todo:
-                p = todo.pop()
-                tree.add(p)
-                todo += [c for c, (parent, *_rest) in table.items() if parent == p and c not in tree]
-            for p in tree & table.keys():
-                parents[p], seen[p], rss, cmdline = table[p]
+            table = proc_table()
+            for p in tree_of(proc.pid, table) & table.keys():
+                parents[p], seen[p], rss = table[p]
                 peak[p] = max(peak.get(p, 0), rss)
-                if cmdline:  # an exiting process's reads as empty
+                if cmdline := _cmdline(p):  # an exiting process's reads as empty
                     cmdlines[p] = cmdline
             stop.wait(0.01)
 

@@ -249,10 +249,10 @@ def _children() -> set[int]:
     return found
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident KiB of `pid` and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+def proc_table() -> dict[int, tuple[int, float, int]]:
+    """Every process, from /proc: (its parent, its user + system CPU seconds, its resident KiB)."""
+    tick, page_kb = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE") // 1024
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -261,14 +261,27 @@ def _tree_rss(pid: int) -> int:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        rss[int(entry)] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    total, todo = 0, [pid]
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, int(fields[21]) * page_kb)
+    return table
+
+
+def tree_of(pid: int, table: dict[int, tuple[int, float, int]]) -> set[int]:
+    """`pid` and its descendants among `table`'s processes."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = set(), [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        tree.add(p)
         todo += children.get(p, [])
-    return total
+    return tree
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident KiB of `pid` and its descendants, from /proc."""
+    table = proc_table()
+    return sum(table[p][2] for p in tree_of(pid, table) if p in table)
 
 
 PIPELINES = ("servicelogs", "duckdb", "chdb")
